@@ -31,6 +31,7 @@ COLUMNS = [
     "lr_cloud", "hr_cloud",            # scene-level cloud metadata, %
     "lr_clear_fraction", "hr_clear_fraction",  # pixel-level, inside the chip
     "demo_defect",      # demo only: the defect planted on purpose ('' for good pairs)
+    "source_split",     # folder/seed_png only: the split the imported dataset came with ('' otherwise)
 ]
 
 
@@ -38,11 +39,12 @@ def read_manifest(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found; run the 'source' stage first")
-    df = pd.read_csv(path, dtype={"pair_id": str, "lr_scene_id": str, "hr_scene_id": str, "demo_defect": str})
+    df = pd.read_csv(path, dtype={"pair_id": str, "lr_scene_id": str, "hr_scene_id": str, "demo_defect": str, "source_split": str})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: manifest lacks columns {missing}")
-    df["demo_defect"] = df["demo_defect"].fillna("")
+    for col in ("demo_defect", "source_split", "lr_scene_id", "hr_scene_id", "region"):
+        df[col] = df[col].fillna("")
     return df
 
 
