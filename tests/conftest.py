@@ -70,3 +70,7 @@ def make_pair(tmp_path):
 def tiny_params() -> Params:
     """Small, fast parameters for unit tests."""
     return Params(source=SourceParams(lr_size=32))
+
+
+# Real `mlflow server` fixtures (tests/ is on sys.path through this conftest).
+from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: E402,F401

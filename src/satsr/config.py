@@ -126,6 +126,13 @@ class DemoParams(Strict):
     start_date: dt.date = dt.date(2019, 1, 1)
     #: Demo "locations" are laid out from here on a grid, as if scanned by a moving square.
     origin: LonLat = (-62.0, -3.5)
+    #: Moving-square step between neighbouring locations, in units of the chip half-side (buffer);
+    #: below 2 neighbouring chips overlap slightly, as in the seed (the split stage handles it).
+    step_factor: Annotated[float, Field(gt=0)] = 1.95
+    #: Largest gap between the Landsat and the Sentinel-2 acquisition of a pair, in days.
+    max_days_apart: Annotated[int, Field(ge=0, le=20)] = 7
+    #: Worker processes; the output does not depend on it (per-pair seeds).
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
 
 
 class SourceParams(Strict):
@@ -185,6 +192,8 @@ class SplitParams(Strict):
     test: Fraction = 0.1
     #: Chips whose centres fall into the same cell of this size never straddle two splits.
     group_cell_m: Annotated[float, Field(gt=0)] = 20000.0
+    #: Chips whose footprints overlap, touch or lie closer than this (metres) share a split too.
+    near_m: Annotated[float, Field(ge=0)] = 2000.0
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitParams:
@@ -215,6 +224,347 @@ class PngParams(Strict):
         return self
 
 
+# -------------------------------------------------------------------------------------- natural
+class NaturalParams(Strict):
+    """Natural-image pretraining corpus (satsr.data.natural), written in the PNG dataset's layout.
+
+    HR photos are cropped to a multiple of 3 and LR is made by bicubic x3 downscaling with
+    antialiasing (Pillow BICUBIC on float pixels; DIV2K's official LR used MATLAB ``imresize``,
+    the same a=-0.5 cubic kernel widened x3). 8-bit sRGB values map to 16 bits as v8 * 257, so the
+    model input is png / 65535 exactly as for the satellite PNGs.
+    """
+
+    #: ``skimage``: the photographs bundled in the scikit-image wheel (offline, small);
+    #: ``div2k``: the standard DIV2K folder at ``div2k_dir`` (see satsr.data.natural.download_div2k).
+    source: Literal["skimage", "div2k"] = "skimage"
+    div2k_dir: str = "data/DIV2K"
+    #: Use DIV2K_{train,valid}_LR_bicubic/X3 when present instead of downscaling HR here.
+    div2k_official_lr: bool = True
+    #: skimage photographs to use (names in satsr.data.natural.SKIMAGE_PHOTOS); empty = all.
+    skimage_images: list[str] = []
+    #: Include the greyscale photographs (camera, coins, moon, textures) replicated to R=G=B.
+    include_grey: bool = True
+    #: Cut each HR image into tiles of this side (HR px, multiple of 3); 0 = whole images.
+    tile_hr: Annotated[int, Field(ge=0)] = 192
+    #: Step between tiles (HR px, multiple of 3); 0 = ``tile_hr`` (no overlap).
+    tile_stride: Annotated[int, Field(ge=0)] = 144
+    #: Tiles whose grey HR std (in [0, 1]) is below this are dropped (black surrounds, sky).
+    min_tile_std: Annotated[float, Field(ge=0, le=1)] = 0.01
+    #: skimage: share of source *images* (not tiles, which overlap) held out for validation.
+    #: DIV2K keeps its official split (DIV2K_train_HR -> train, DIV2K_valid_HR -> val).
+    val_fraction: Fraction = 0.2
+    seed: int = 0
+    #: Keep at most this many source images per split (quick runs); null = all.
+    max_images: Annotated[int, Field(gt=0)] | None = None
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+
+    @model_validator(mode="after")
+    def _multiples_of_scale(self) -> NaturalParams:
+        for name in ("tile_hr", "tile_stride"):
+            if getattr(self, name) % SCALE:
+                raise ValueError(f"{name} must be a multiple of {SCALE} (HR px), got {getattr(self, name)}")
+        if self.tile_hr and self.tile_hr < 2 * SCALE:
+            raise ValueError(f"tile_hr must be 0 or at least {2 * SCALE}, got {self.tile_hr}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------- input
+class InputParams(Strict):
+    """The tf.data input pipeline (satsr.data.pipeline.make_dataset); wired under training.
+
+    Training yields aligned random crops: an LR patch of ``lr_patch`` px at a random offset and
+    the HR patch of 3 * ``lr_patch`` px at exactly 3x that offset, with the same random flip and
+    rot90 on both. Featureless patches are rejected (after idealo ISR): a patch is dropped when
+    the std of its grey HR patch (values png / 65535) is below the flatness threshold of the
+    current epoch::
+
+        threshold(epoch) = min(flatness_max, flatness_min + flatness_increase * (epoch // flatness_increase_every))
+
+    so it starts at ``flatness_min`` (0 = keep everything) and steps up to ``flatness_max``.
+    Validation yields whole images (or central ``val_crop`` crops) in batches of 1, unaugmented.
+    """
+
+    #: LR patch side (px); the HR patch is 3x.
+    lr_patch: Annotated[int, Field(ge=4)] = 32
+    batch_size: PosInt = 16
+    #: Random horizontal flips / rot90 (k in 0..3), identical on LR and HR.
+    flips: bool = True
+    rot90: bool = True
+    #: Flatness schedule, grey-HR-patch std in [0, 1] units (satellite PNGs: 0.004 ~ reflectance
+    #: std 0.0044, i.e. open water or uniform canopy; natural 8-bit photos: ISR used up to 0.15).
+    flatness_min: Annotated[float, Field(ge=0, le=1)] = 0.0
+    flatness_max: Annotated[float, Field(ge=0, le=1)] = 0.004
+    flatness_increase: Annotated[float, Field(ge=0, le=1)] = 0.001
+    flatness_increase_every: PosInt = 2
+    #: Random crops tried per image before the image is skipped for this draw.
+    flatness_tries: Annotated[int, Field(ge=1, le=100)] = 5
+    #: Keep decoded uint16 images in memory: ``auto`` when they total <= cache_max_mb.
+    cache: Literal["auto", "memory", "none"] = "auto"
+    cache_max_mb: PosInt = 2048
+    #: Shuffle buffer, in images (training).
+    shuffle_buffer: PosInt = 1024
+    #: Patches cut from each decoded image per draw (> 1 amortises decoding of large images).
+    patches_per_image: Annotated[int, Field(ge=1, le=256)] = 1
+    #: Validation: central crop of this LR side (HR 3x, aligned); null = whole images.
+    val_crop: Annotated[int, Field(ge=4)] | None = None
+
+    @model_validator(mode="after")
+    def _flatness_range(self) -> InputParams:
+        if self.flatness_max < self.flatness_min:
+            raise ValueError(f"flatness_max {self.flatness_max} must be >= flatness_min {self.flatness_min}")
+        return self
+
+
+# --------------------------------------------------------------------------------------- models
+# The defaults are SMALL CPU DEMO sizes: the default pipeline trains all four architectures on two
+# CPU cores in minutes. Paper sizes for GPU hosts are named presets in satsr.models.registry.
+KernelSize = Literal[3, 5, 7]
+#: Global residual: the network predicts detail on top of the input upsampled x3 this way.
+GlobalResidual = Literal["bicubic", "nearest", "none"]
+
+
+class RDNParams(Strict):
+    """Residual Dense Network (Zhang et al. 2018). Paper: D16 C8 G64 G0 64 (~22.3 M params)."""
+
+    D: PosInt = 3  # CPU demo size; number of residual dense blocks
+    C: PosInt = 3  # CPU demo size; conv layers per block
+    G: PosInt = 16  # CPU demo size; growth rate (filters of each conv in a block)
+    G0: PosInt = 16  # CPU demo size; filters of each block's output
+    kernel_size: KernelSize = 3
+    global_residual: GlobalResidual = "bicubic"
+
+
+class RRDNParams(Strict):
+    """idealo ISR's Residual-in-Residual Dense Network. ISR 'gans': T10 D3 C4 G32 G0 32."""
+
+    T: PosInt = 2  # CPU demo size; number of RRDBs
+    D: PosInt = 2  # CPU demo size; dense blocks per RRDB
+    C: PosInt = 2  # CPU demo size; conv layers per dense block
+    G: PosInt = 16  # CPU demo size
+    G0: PosInt = 16  # CPU demo size
+    beta: Annotated[float, Field(gt=0, le=1)] = 0.2
+    kernel_size: KernelSize = 3
+    global_residual: GlobalResidual = "bicubic"
+
+
+class EDSRParams(Strict):
+    """EDSR (Lim et al. 2017). Baseline 16 blocks x 64 filters; large 32 x 256, res_scale 0.1."""
+
+    num_blocks: PosInt = 4  # CPU demo size
+    num_filters: PosInt = 32  # CPU demo size
+    res_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    kernel_size: KernelSize = 3
+    global_residual: GlobalResidual = "bicubic"
+
+
+class SRGANParams(Strict):
+    """SRGAN (Ledig et al. 2017): a generator plus the VGG-style discriminator.
+
+    The generator is SRResNet (BN + PReLU, as in the paper) or EDSR-style (no BN, which avoids the
+    BN artifacts GAN users complain about). The discriminator ends in global pooling, so it takes
+    any patch size and gives one logit per image.
+    """
+
+    generator: Literal["srresnet", "edsr"] = "edsr"
+    num_blocks: PosInt = 4  # CPU demo size (paper: 16)
+    num_filters: PosInt = 32  # CPU demo size (paper: 64)
+    res_scale: Annotated[float, Field(gt=0, le=1)] = 1.0  # EDSR generator only
+    global_residual: GlobalResidual = "bicubic"
+    disc_filters: PosInt = 16  # CPU demo size (paper: 64); doubles at every stage
+    disc_stages: Annotated[int, Field(ge=1, le=6)] = 4  # stride-2 stages (paper: 4)
+    disc_dense: PosInt = 128  # CPU demo size (paper: 1024)
+    disc_batch_norm: bool = True
+
+
+class ModelsParams(Strict):
+    """Architecture sizes, one section per architecture (see satsr.models.registry)."""
+
+    rdn: RDNParams = RDNParams()
+    rrdn: RRDNParams = RRDNParams()
+    edsr: EDSRParams = EDSRParams()
+    srgan: SRGANParams = SRGANParams()
+
+
+# ------------------------------------------------------------------------------------- training
+# Defaults are TINY CPU DEMO budgets: the default `dvc repro` pretrains and fine-tunes all four
+# architectures on two CPU cores in a few minutes. Real runs raise epochs / steps_per_epoch / patch
+# sizes (e.g. `dvc exp run -S finetune.rdn.epochs=200 -S finetune.rdn.steps_per_epoch=1000`).
+class OptimizerParams(Strict):
+    """Adam (Kingma & Ba) or AdamW (decoupled weight decay, Loshchilov & Hutter)."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    epsilon: Annotated[float, Field(gt=0)] = 1e-7
+    #: AdamW only (decoupled decay); must be 0 with adam.
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    #: Clip each gradient to this L2 norm; null = no clipping.
+    clipnorm: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _decay_needs_adamw(self) -> OptimizerParams:
+        if self.name == "adam" and self.weight_decay > 0:
+            raise ValueError("weight_decay needs name: adamw (Adam has no decoupled weight decay)")
+        return self
+
+
+class ScheduleParams(Strict):
+    """Learning-rate schedule over optimizer steps (global steps of the stage).
+
+    ``constant``: lr. ``step``: lr * decay_rate ** (step // decay_steps). ``cosine``: from lr down to
+    lr * decay_rate over decay_steps (null = the whole stage), then flat. ``warmup_steps`` ramps
+    linearly from lr / warmup_steps up to the schedule's value first.
+    """
+
+    name: Literal["constant", "step", "cosine"] = "constant"
+    decay_steps: PosInt | None = None
+    decay_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _step_needs_decay_steps(self) -> ScheduleParams:
+        if self.name == "step" and self.decay_steps is None:
+            raise ValueError("schedule 'step' needs decay_steps")
+        return self
+
+
+class GanPhase(Strict):
+    """One phase of adversarial training (GAN architectures only), run for ``epochs`` epochs.
+
+    Generator loss = pixel_weight * pixel + perceptual_weight * perceptual + adversarial_weight *
+    adversarial. The discriminator is trained only in phases that use it (adversarial_weight > 0,
+    or perceptual_weight > 0 with ``perceptual: disc_features``); a phase with only the pixel term
+    is plain generator pretraining (SRResNet-style).
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    epochs: PosInt
+    pixel_weight: Annotated[float, Field(ge=0)] = 1.0
+    perceptual_weight: Annotated[float, Field(ge=0)] = 0.0
+    adversarial_weight: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> GanPhase:
+        if self.pixel_weight == self.perceptual_weight == self.adversarial_weight == 0:
+            raise ValueError(f"phase {self.name!r}: every loss weight is 0")
+        return self
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.adversarial_weight > 0 or self.perceptual_weight > 0
+
+
+#: Demo GAN schedule: 1 generator-only epoch, then adversarial epochs (the last phase runs until
+#: ``epochs``; phases past ``epochs`` are not run).
+DEFAULT_GAN_PHASES = (
+    GanPhase(name="generator", epochs=1),
+    GanPhase(name="gan", epochs=2, pixel_weight=1.0, perceptual_weight=0.1, adversarial_weight=1e-3),
+)
+
+
+class TrainStageParams(Strict):
+    """One training stage (pretrain or finetune) of one architecture (satsr.train.trainer)."""
+
+    epochs: PosInt = 3  # CPU demo budget
+    steps_per_epoch: PosInt = 20  # CPU demo budget
+    lr: Annotated[float, Field(gt=0, le=1)] = 5e-4
+    schedule: ScheduleParams = ScheduleParams()
+    optimizer: OptimizerParams = OptimizerParams()
+    #: Pixel loss: l1 (EDSR/RDN practice) or mse.
+    loss: Literal["l1", "mse"] = "l1"
+    #: The input pipeline of this stage (satsr.data.pipeline); unlisted keys take InputParams' defaults.
+    input: InputParams = InputParams(lr_patch=24, batch_size=8)  # CPU demo patch and batch
+    val_every_epochs: PosInt = 1
+    #: Validate on at most this many images of the val split (in index order); null = all.
+    val_images: PosInt | None = None
+    #: GAN architectures only: the phases, in order (see GanPhase).
+    gan: list[GanPhase] = list(DEFAULT_GAN_PHASES)
+    #: Perceptual term of GAN phases: vgg19 (ImageNet VGG19 features; needs the weights in the Keras
+    #: cache ~/.keras/models or network access) or disc_features (feature matching on the
+    #: discriminator's activations: the OFFLINE alternative, and the demo default).
+    perceptual: Literal["vgg19", "disc_features"] = "disc_features"
+    #: VGG19 layer whose output is compared (block5_conv4 = SRGAN's phi_5,4).
+    vgg_layer: str = "block5_conv4"
+    #: standard (BCE, SRGAN) or relativistic (relativistic average GAN, ESRGAN).
+    adversarial: Literal["standard", "relativistic"] = "relativistic"
+    #: Discriminator learning rate (same schedule shape as the generator's).
+    disc_lr: Annotated[float, Field(gt=0, le=1)] = 1e-4
+
+    @model_validator(mode="after")
+    def _unique_phases(self) -> TrainStageParams:
+        names = [p.name for p in self.gan]
+        if len(set(names)) != len(names):
+            raise ValueError(f"gan phase names must be unique, got {names}")
+        if not self.gan:
+            raise ValueError("gan needs at least one phase")
+        return self
+
+    def phase_at(self, epoch: int) -> GanPhase:
+        """The GAN phase of 0-based ``epoch``: phases in order, the last one running until the end."""
+        end = 0
+        for phase in self.gan:
+            end += phase.epochs
+            if epoch < end:
+                return phase
+        return self.gan[-1]
+
+
+class PerArch(Strict):
+    """One TrainStageParams per architecture (explicit fields, so `-S finetune.rdn.lr=1e-4` works)."""
+
+    rdn: TrainStageParams = TrainStageParams()
+    rrdn: TrainStageParams = TrainStageParams()
+    edsr: TrainStageParams = TrainStageParams()
+    srgan: TrainStageParams = TrainStageParams()
+
+
+#: Pretraining demo budget (natural images): 2 epochs x 15 steps, higher lr; SRGAN pretrains its
+#: generator with the pixel loss only (adversarial training happens when fine-tuning).
+_PRETRAIN = TrainStageParams(epochs=2, steps_per_epoch=15, lr=1e-3)
+_PRETRAIN_GAN = TrainStageParams(epochs=2, steps_per_epoch=15, lr=1e-3,
+                                 gan=[GanPhase(name="generator", epochs=2)])
+
+
+class PretrainPerArch(PerArch):
+    """PerArch with the pretraining defaults."""
+
+    rdn: TrainStageParams = _PRETRAIN
+    rrdn: TrainStageParams = _PRETRAIN
+    edsr: TrainStageParams = _PRETRAIN
+    srgan: TrainStageParams = _PRETRAIN_GAN
+
+
+class TrainParams(Strict):
+    """Settings shared by every training stage."""
+
+    #: default: one device; mirrored: all local GPUs (MirroredStrategy); multi_worker:
+    #: MultiWorkerMirroredStrategy across hosts, configured by the TF_CONFIG environment variable.
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    #: auto = mixed_float16 when a GPU is present, float32 otherwise.
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+    checkpoint_every_epochs: PosInt = 1
+    keep_checkpoints: PosInt = 2
+    #: LR / bicubic / SR / HR crops figure, logged to MLflow.
+    sample_every_epochs: PosInt = 1
+    samples: Annotated[int, Field(ge=0, le=16)] = 3
+    #: A NaN/inf loss: stop (keep the last good checkpoint) or rollback (restore the last good
+    #: checkpoint, halve the learning rate and go on; at most max_rollbacks times, then stop).
+    nan_policy: Literal["stop", "rollback"] = "stop"
+    max_rollbacks: Annotated[int, Field(ge=0)] = 3
+
+
+# ------------------------------------------------------------------------------------- tracking
+class TrackingParams(Strict):
+    """Where MLflow runs and models go (see satsr.tracking for the full rule).
+
+    ``uri: null`` means the embedded store at the repo root (``sqlite:///<repo>/mlflow.db``, artifacts
+    in ``<repo>/mlartifacts``), shared by ``dvc repro`` and queued ``dvc exp run``. The environment
+    variable ``MLFLOW_TRACKING_URI`` always wins, so a shared server needs no params change.
+    """
+
+    uri: str | None = None
+    experiment: Annotated[str, Field(min_length=1)] = "satsr"
+
+
 class Params(Strict):
     """The whole of params.yaml. Later stages (training, evaluation, tuning) add their sections."""
 
@@ -223,6 +573,12 @@ class Params(Strict):
     filter: FilterParams = FilterParams()
     split: SplitParams = SplitParams()
     png: PngParams = PngParams()
+    natural: NaturalParams = NaturalParams()
+    models: ModelsParams = ModelsParams()
+    train: TrainParams = TrainParams()
+    pretrain: PretrainPerArch = PretrainPerArch()
+    finetune: PerArch = PerArch()
+    tracking: TrackingParams = TrackingParams()
 
 
 # ------------------------------------------------------------------------------------- loading

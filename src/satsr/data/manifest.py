@@ -35,16 +35,21 @@ COLUMNS = [
 ]
 
 
+#: Columns parsed as numbers; every other column stays text (a pair_id "NA" is not missing data).
+NUMERIC = ("lon", "lat", "x0", "y0", "lr_width", "lr_height", "hr_width", "hr_height", "days_apart",
+           "lr_cloud", "hr_cloud", "lr_clear_fraction", "hr_clear_fraction")
+
+
 def read_manifest(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found; run the 'source' stage first")
-    df = pd.read_csv(path, dtype={"pair_id": str, "lr_scene_id": str, "hr_scene_id": str, "demo_defect": str, "source_split": str})
+    df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in NUMERIC},
+                     dtype={c: str for c in COLUMNS if c not in NUMERIC})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: manifest lacks columns {missing}")
-    for col in ("demo_defect", "source_split", "lr_scene_id", "hr_scene_id", "region"):
-        df[col] = df[col].fillna("")
+    df["is_demo"] = df["is_demo"].str.lower().isin(("true", "1"))
     return df
 
 

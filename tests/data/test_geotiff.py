@@ -1,0 +1,73 @@
+"""GeoTIFF writing (atomic, tagged) and reading (errors name the file), and the manifest."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from satsr.data import manifest
+from satsr.data.geotiff import RasterError, encoding_of, read_raster, sha256_file, write_geotiff
+from satsr.data.grids import nested_grids
+from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB
+
+
+def _chip(tmp_path, name="a.tif"):
+    lr, _ = nested_grids(500000.0, 9600000.0, "EPSG:32720", 16)
+    data = np.full((3, 16, 16), 10000, dtype=np.uint16)
+    digest = write_geotiff(tmp_path / name, data, lr, L8_C2_L2, LANDSAT_RGB, {"DATE_ACQUIRED": "2020-01-02"})
+    return tmp_path / name, digest, lr
+
+
+def test_written_chip_carries_georeference_encoding_and_tags(tmp_path):
+    path, digest, grid = _chip(tmp_path)
+    assert digest == sha256_file(path)
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 32720
+        assert src.transform.a == 30 and src.transform.c == grid.x0 and src.transform.f == grid.y0
+        assert src.nodata == 0 and src.dtypes[0] == "uint16"
+        assert src.descriptions == LANDSAT_RGB
+        assert src.scales == (2.75e-5,) * 3 and src.offsets == (-0.2,) * 3
+        assert src.tags()["DATE_ACQUIRED"] == "2020-01-02"
+    r = read_raster(path)
+    assert encoding_of(r) == L8_C2_L2
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tif"]  # no temp files left behind
+
+
+def test_failed_write_leaves_nothing_under_the_final_name(tmp_path):
+    lr, _ = nested_grids(500000.0, 9600000.0, "EPSG:32720", 16)
+    with pytest.raises(ValueError, match="does not match grid"):
+        write_geotiff(tmp_path / "b.tif", np.zeros((3, 8, 8), np.uint16), lr, L8_C2_L2, LANDSAT_RGB)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_and_missing_files_name_the_file(tmp_path):
+    path, _, _ = _chip(tmp_path)
+    truncated = tmp_path / "cut.tif"
+    truncated.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(RasterError, match="cut.tif"):
+        read_raster(truncated)
+    with pytest.raises(RasterError, match="nope.tif: file not found"):
+        read_raster(tmp_path / "nope.tif")
+
+
+def test_manifest_round_trip_and_completeness(tmp_path):
+    path, digest, _ = _chip(tmp_path, "x_L8.tif")
+    hr, hr_digest, _ = _chip(tmp_path, "x_S2.tif")
+    row = {"pair_id": "x", "lr_file": path.name, "hr_file": hr.name, "lr_sha256": digest, "hr_sha256": hr_digest}
+    manifest.write_manifest(tmp_path, [row])
+    df = manifest.read_manifest(tmp_path)
+    assert list(df.columns) == manifest.COLUMNS and df.loc[0, "pair_id"] == "x"
+    assert manifest.is_complete(tmp_path, df.iloc[0])
+    hr.write_bytes(b"changed")
+    assert not manifest.is_complete(tmp_path, df.iloc[0])
+    (tmp_path / "stray.tif").write_bytes(b"")
+    assert manifest.prune_unlisted(tmp_path, {"x_L8.tif", "x_S2.tif"}) == ["stray.tif"]
+    with pytest.raises(FileNotFoundError, match="run the 'source' stage"):
+        manifest.read_manifest(tmp_path / "empty")
+    pd.DataFrame({"pair_id": ["y"]}).to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="lacks columns"):
+        manifest.read_manifest(tmp_path)
+
+
+def test_chip_name_follows_the_seed_layout():
+    assert manifest.chip_name(7, "2021-03-14", "L8", -62.12346, -3.5) == "00007_2021-03-14_L8_-62.1235_-3.5000.tif"
