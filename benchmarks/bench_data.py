@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,17 +32,21 @@ def _params(pairs: int, lr_size: int) -> dict:
 
 _PEAK = ("import resource, subprocess, sys; "
          "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+         "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "print(u.ru_maxrss, u.ru_utime + u.ru_stime)")
 
 
-def _stage_run(repo: Path, stage: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, largest process of the stage's tree) of one forced stage run.
+def _stage_run(repo: Path, stage: str) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB, largest process of the stage's tree) and CPU seconds (all
+    processes: a load-independent figure on a shared machine) of one forced stage run.
 
     A fresh wrapper interpreter per stage, so its RUSAGE_CHILDREN maximum covers this stage alone.
     """
     t0 = time.perf_counter()
     out = run([sys.executable, "-c", _PEAK, "dvc", "repro", "-s", "-f", stage], repo).stdout
-    return time.perf_counter() - t0, int(out.strip().splitlines()[-1]) / 1024
+    wall = time.perf_counter() - t0
+    rss_kib, cpu_s = out.strip().splitlines()[-1].split()
+    return wall, int(rss_kib) / 1024, float(cpu_s)
 
 
 def bench(pairs: int, lr_size: int, repeats: int) -> dict:
@@ -53,9 +58,10 @@ def bench(pairs: int, lr_size: int, repeats: int) -> dict:
         noop = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            out = run(["dvc", "repro"], repo).stdout
+            out = run(["dvc", "repro", "png"], repo).stdout
             noop.append(time.perf_counter() - t0)
             assert "Running stage" not in out, out
+        shutil.rmtree(repo / "data/raw")  # the source stage resumes: time a generation from scratch
         stages = {s: _stage_run(repo, s) for s in STAGES}
     return {
         "pairs": pairs,
@@ -64,6 +70,7 @@ def bench(pairs: int, lr_size: int, repeats: int) -> dict:
         "noop_repro_median_s": round(statistics.median(noop), 2),
         "stage_s": {s: round(v[0], 2) for s, v in stages.items()},
         "stage_peak_rss_mib": {s: round(v[1], 1) for s, v in stages.items()},
+        "stage_cpu_s": {s: round(v[2], 2) for s, v in stages.items()},
     }
 
 
@@ -82,7 +89,8 @@ def main() -> None:
     result["memory"] = []
     for n in args.memory_pairs:
         r = result["main"] if n == args.pairs else bench(n, args.lr_size, 1)
-        result["memory"].append({"pairs": n, "peak_rss_mib": r["stage_peak_rss_mib"], "stage_s": r["stage_s"]})
+        result["memory"].append({"pairs": n, "peak_rss_mib": r["stage_peak_rss_mib"], "stage_s": r["stage_s"],
+                                 "stage_cpu_s": r["stage_cpu_s"]})
         print(json.dumps(result["memory"][-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

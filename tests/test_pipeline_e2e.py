@@ -46,7 +46,7 @@ def test_second_repro_is_a_noop(pipeline):
     out = run(["dvc", "repro", "png"], pipeline).stdout
     assert "didn't change, skipping" in out or "up to date" in out
     assert "Running stage" not in out
-    assert "changed" not in run(["dvc", "status"], pipeline).stdout
+    assert "changed" not in run(["dvc", "status", "png"], pipeline).stdout
 
 
 def test_metrics_are_visible_to_dvc(pipeline):

@@ -113,6 +113,10 @@ class DemoParams(Strict):
 
     n_pairs: PosInt = 120
     n_locations: PosInt = 30
+    #: Locations are spread over this many separate regions (moving-square lines), so the spatially
+    #: disjoint split has groups to distribute; regions lie region_gap_km apart.
+    n_regions: PosInt = 10
+    region_gap_km: Annotated[float, Field(gt=0)] = 30.0
     bad_fraction: Fraction = 0.15
     seed: int = 7
     #: OLI point-spread function as a Gaussian, sigma in HR (10 m) pixels.
@@ -216,6 +220,9 @@ class PngParams(Strict):
     quicklook_max_reflectance: Annotated[float, Field(gt=0)] = 0.3
     quicklook_gamma: Annotated[float, Field(gt=0)] = 1.8
     workers: Annotated[int, Field(ge=1, le=64)] = 2
+    #: zlib effort for the 16-bit PNGs: 0 stored (default: their low bytes are sensor noise, so
+    #: compressing saves ~40 % for ~3x the time), 1 run-length, 2-9 deflate (smaller, slower).
+    compress_level: Annotated[int, Field(ge=0, le=9)] = 0
 
     @model_validator(mode="after")
     def _range(self) -> PngParams:

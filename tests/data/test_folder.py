@@ -14,22 +14,34 @@ from PIL import Image
 from satsr.config import FolderParams, Params, PngParams, SourceParams
 from satsr.data import grids
 from satsr.data.geotiff import encoding_of, read_raster, write_geotiff
-from satsr.data.manifest import COLUMNS, read_manifest
+from satsr.data.manifest import COLUMNS
 from satsr.data.png import read_png16, run_png
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
 from satsr.data.sources import folder, run_source
+from satsr.data.filters import run_filter
 from satsr.data.split import run_split
 
 
 def folder_params(path: Path, layout: str, lr_size: int = 32, **kw) -> Params:
-    return Params(source=SourceParams(provider="folder", lr_size=lr_size,
-                                      folder=FolderParams(path=str(path), layout=layout, **kw)))
+    return Params(
+        source=SourceParams(
+            provider="folder", lr_size=lr_size, folder=FolderParams(path=str(path), layout=layout, **kw)
+        )
+    )
 
 
 def all_accepted_report(manifest: pd.DataFrame, path: Path) -> Path:
     """A minimal filter report: every pair accepted, files from the manifest (empty paths)."""
-    pd.DataFrame({"pair_id": manifest["pair_id"], "status": "accepted", "reasons": "", "detail": "",
-                  "lr_path": "", "hr_path": ""}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "pair_id": manifest["pair_id"],
+            "status": "accepted",
+            "reasons": "",
+            "detail": "",
+            "lr_path": "",
+            "hr_path": "",
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -50,8 +62,10 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
         assert (lr.width, lr.height) == (128, 128) and (hr.width, hr.height) == (384, 384)
         assert lr.crs.to_epsg() == 4326 and row.crs == "EPSG:4326"
         # Same window on both: footprints agree up to the source's 1 HR px origin offset.
-        lb, hb = np.array(rasterio.transform.array_bounds(128, 128, lr.transform)), \
-            np.array(rasterio.transform.array_bounds(384, 384, hr.transform))
+        lb, hb = (
+            np.array(rasterio.transform.array_bounds(128, 128, lr.transform)),
+            np.array(rasterio.transform.array_bounds(384, 384, hr.transform)),
+        )
         assert np.all(np.abs(lb - hb) <= 1.01 * hr.pixel_size)
         # Each chip is exactly its window of the source, with that window's transform.
         scene = row.region
@@ -63,6 +77,7 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
         enc = encoding_of(lr)
         assert lr.tags["SATSR_ENCODING"] == "uint8_stretched" and enc.scale == pytest.approx(1 / 255)
         assert lr.data.dtype == np.uint8
+        assert folder.is_pseudo_reflectance(lr) and folder.is_pseudo_reflectance(hr)
     s1 = df[df["region"] == "scene_1"]
     assert s1["lon"].between(117.9, 118.0).all() and s1["lat"].between(37.75, 37.83).all()
     assert df[df["region"] == "scene_2"]["lat"].between(-34.4, -34.3).all()
@@ -73,16 +88,26 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
     pd.testing.assert_frame_equal(again, df)
     assert {p.name: p.stat().st_mtime_ns for p in raw.glob("*.tif")} == mtimes
 
-    # Then the split and the PNG stage run on them.
-    report = all_accepted_report(df, tmp_path / "report.csv")
+    # Then the real filter, the split and the PNG stage run on them.
+    report_df = run_filter(params, raw, tmp_path / "filter")
+    assert set(report_df["pair_id"]) == set(df["pair_id"])
+    # 8-bit stretched chips are not reflectance: no absolute-reflectance rejection may hit them
+    absolute = {"cloud", "haze", "bright", "saturated", "encoding"}
+    for reasons in report_df["reasons"].fillna(""):
+        assert not absolute & set(filter(None, reasons.split(";"))), reasons
+    accepted = report_df[report_df["status"] == "accepted"]
+    assert len(accepted) >= 4, report_df[["pair_id", "reasons", "shift_px", "correlation"]]
+    report = tmp_path / "filter" / "report.csv"
     split = run_split(params, raw, report, tmp_path / "split")
-    assert len(split) == 8
+    assert set(split["pair_id"]) == set(accepted["pair_id"])
     # The four chips of a scene touch each other: each scene is one group in one split.
     merged = split.merge(df[["pair_id", "region"]], on="pair_id")
     assert merged.groupby("region")["split"].nunique().max() == 1
     assert merged.groupby("region")["group"].nunique().max() == 1
-    index = run_png(params, raw, tmp_path / "split" / "split.csv", report, tmp_path / "png", tmp_path / "stats.json")
-    assert len(index) == 8
+    index = run_png(
+        params, raw, tmp_path / "split" / "split.csv", report, tmp_path / "png", tmp_path / "stats.json"
+    )
+    assert len(index) == len(accepted)
     for row in index.itertuples():
         lr = read_png16(tmp_path / "png" / row.lr_png)
         hr = read_png16(tmp_path / "png" / row.hr_png)
@@ -90,7 +115,9 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ seed_tif
-def _seed_pair(folder_: Path, make_pair, pid: str, l8_date: str, s2_date: str, lon: float, lat: float, seed: int):
+def _seed_pair(
+    folder_: Path, make_pair, pid: str, l8_date: str, s2_date: str, lon: float, lat: float, seed: int
+):
     lr, hr, _ = make_pair(name=f"tmp{pid}", seed=seed, folder=folder_)
     lr.rename(folder_ / f"{pid}_{l8_date}_L8_{lon:.4f}_{lat:.4f}.tif")
     hr.rename(folder_ / f"{pid}_{s2_date}_S2_{lon:.4f}_{lat:.4f}.tif")
@@ -108,10 +135,20 @@ def test_seed_tif_pairs_by_name_and_reports_problems(tmp_path, make_pair, caplog
     # 00004: the seed's size mismatch (HR 3 px short of 3x)
     lr_grid, hr_grid = grids.nested_grids(500000.0, 9600000.0, "EPSG:32720", 32)
     hr_short = grids.Grid(hr_grid.crs, hr_grid.x0, hr_grid.y0, hr_grid.pixel, 93, 93)
-    write_geotiff(src / "00004_2020-04-05_L8_-62.3000_-3.5000.tif", np.full((3, 32, 32), 12000, np.uint16),
-                  lr_grid, L8_C2_L2, LANDSAT_RGB)
-    write_geotiff(src / "00004_2020-04-05_S2_-62.3000_-3.5000.tif", np.full((3, 93, 93), 900, np.uint16),
-                  hr_short, S2_SR, S2_RGB)
+    write_geotiff(
+        src / "00004_2020-04-05_L8_-62.3000_-3.5000.tif",
+        np.full((3, 32, 32), 12000, np.uint16),
+        lr_grid,
+        L8_C2_L2,
+        LANDSAT_RGB,
+    )
+    write_geotiff(
+        src / "00004_2020-04-05_S2_-62.3000_-3.5000.tif",
+        np.full((3, 93, 93), 900, np.uint16),
+        hr_short,
+        S2_SR,
+        S2_RGB,
+    )
     # 00005: an unreadable L8 file
     lr, hr, _ = make_pair(name="tmp5", seed=5, folder=src)
     lr.unlink()
@@ -136,6 +173,7 @@ def test_seed_tif_pairs_by_name_and_reports_problems(tmp_path, make_pair, caplog
     assert read_raster(raw / p4["hr_file"]).width == 93
     p5 = df.loc["00005_2020-05-05_-62.4000_-3.5000"]
     assert p5["lr_file"] == "" and p5["lr_sha256"] == "" and p5["hr_file"]
+    assert not folder.is_pseudo_reflectance(read_raster(raw / p1["lr_file"]))
     # chips keep the sensor encodings of the source
     assert read_raster(raw / p1["lr_file"]).tags["SATSR_ENCODING"] == L8_C2_L2.name
     assert read_raster(raw / p1["hr_file"]).tags["SATSR_ENCODING"] == S2_SR.name
@@ -182,20 +220,27 @@ def test_seed_png_layout_keeps_split_and_local_grid(tmp_path, caplog):
 def test_pattern_cuts_utm_scene_and_resumes(tmp_path, make_pair):
     src = tmp_path / "scenes"
     src.mkdir()
-    make_pair(name="big", lr_size=64, seed=3, folder=src)     # 64 px LR -> 4 chips of 32
-    make_pair(name="small", lr_size=32, seed=4, folder=src)   # exactly one chip: imported whole
-    params = folder_params(src, "pattern", lr_size=32, lr_pattern=r"(?P<key>.+)_L8\.tif$",
-                           hr_pattern=r"(?P<key>.+)_S2\.tif$")
+    make_pair(name="big", lr_size=64, seed=3, folder=src)  # 64 px LR -> 4 chips of 32
+    make_pair(name="small", lr_size=32, seed=4, folder=src)  # exactly one chip: imported whole
+    params = folder_params(
+        src, "pattern", lr_size=32, lr_pattern=r"(?P<key>.+)_L8\.tif$", hr_pattern=r"(?P<key>.+)_S2\.tif$"
+    )
     raw = tmp_path / "raw"
     df = folder.run(params, raw).set_index("pair_id")
-    assert sorted(df.index) == ["big_r00000_c00000", "big_r00000_c00032", "big_r00032_c00000",
-                                "big_r00032_c00032", "small"]
+    assert sorted(df.index) == [
+        "big_r00000_c00000",
+        "big_r00000_c00032",
+        "big_r00032_c00000",
+        "big_r00032_c00032",
+        "small",
+    ]
     big_lr = read_raster(src / "big_L8.tif")
     for pid, row in df.iterrows():
         lr, hr = read_raster(raw / row["lr_file"]), read_raster(raw / row["hr_file"])
         assert hr.width == 3 * lr.width == 96
         assert tuple(rasterio.transform.array_bounds(32, 32, lr.transform)) == pytest.approx(
-            tuple(rasterio.transform.array_bounds(96, 96, hr.transform)))
+            tuple(rasterio.transform.array_bounds(96, 96, hr.transform))
+        )
         assert (row["x0"], row["y0"]) == (lr.transform.c, lr.transform.f)
         assert row["crs"] == "EPSG:32720" and -63.1 < row["lon"] < -62.9
     chip = read_raster(raw / df.loc["big_r00032_c00000", "lr_file"])
@@ -215,8 +260,12 @@ def test_pattern_cuts_utm_scene_and_resumes(tmp_path, make_pair):
     assert keep.stat().st_mtime_ns == mtime
 
     # A different chip size invalidates everything (new ids, old chips pruned).
-    df3 = folder.run(folder_params(src, "pattern", lr_size=64, lr_pattern=r"(?P<key>.+)_L8\.tif$",
-                                   hr_pattern=r"(?P<key>.+)_S2\.tif$"), raw)
+    df3 = folder.run(
+        folder_params(
+            src, "pattern", lr_size=64, lr_pattern=r"(?P<key>.+)_L8\.tif$", hr_pattern=r"(?P<key>.+)_S2\.tif$"
+        ),
+        raw,
+    )
     assert list(df3["pair_id"]) == ["big"]
     assert sorted(p.name for p in raw.glob("*.tif")) == ["big_HR.tif", "big_LR.tif"]
 
@@ -226,12 +275,22 @@ def test_forced_and_float_encodings(tmp_path):
     src.mkdir()
     lr_grid, hr_grid = grids.nested_grids(500000.0, 9600000.0, "EPSG:32720", 16)
     refl = np.full((3, 16, 16), 0.1, np.float32)
-    profile = dict(driver="GTiff", width=16, height=16, count=3, dtype="float32", crs="EPSG:32720",
-                   transform=lr_grid.to_rasterio())
+    profile = {
+        "driver": "GTiff",
+        "width": 16,
+        "height": 16,
+        "count": 3,
+        "dtype": "float32",
+        "crs": "EPSG:32720",
+        "transform": lr_grid.to_rasterio(),
+    }
     with rasterio.open(src / "x_Landsat-8.tif", "w", **profile) as dst:
         dst.write(refl)
-    with rasterio.open(src / "x_Sentinel-2.tif", "w", **{**profile, "width": 48, "height": 48, "dtype": "uint16",
-                                                        "transform": hr_grid.to_rasterio()}) as dst:
+    with rasterio.open(
+        src / "x_Sentinel-2.tif",
+        "w",
+        **{**profile, "width": 48, "height": 48, "dtype": "uint16", "transform": hr_grid.to_rasterio()},
+    ) as dst:
         dst.write(np.full((3, 48, 48), 1000, np.uint16))
     raw = tmp_path / "raw"
     df = folder.run(folder_params(src, "pattern", lr_size=16, hr_encoding="s2_dn"), raw)
@@ -241,7 +300,9 @@ def test_forced_and_float_encodings(tmp_path):
 
 
 def test_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nowhere: folder not found \(layout 'seed_tif' expects .*_L8_"):
+    with pytest.raises(
+        FileNotFoundError, match=r"nowhere: folder not found \(layout 'seed_tif' expects .*_L8_"
+    ):
         folder.run(folder_params(tmp_path / "nowhere", "seed_tif"), tmp_path / "raw")
     (tmp_path / "empty").mkdir()
     for layout, hint in (("seed_tif", "_L8_"), ("seed_png", "train_LR"), ("pattern", "lr_pattern")):
@@ -258,13 +319,22 @@ def test_reimport_of_own_png_export_keeps_reflectance(tmp_path, make_pair):
     src.mkdir()
     for i in range(3):
         make_pair(name=f"p{i}", seed=i, folder=src)
-    params = folder_params(src, "pattern", lr_pattern=r"(?P<key>.+)_L8\.tif$", hr_pattern=r"(?P<key>.+)_S2\.tif$")
+    params = folder_params(
+        src, "pattern", lr_pattern=r"(?P<key>.+)_L8\.tif$", hr_pattern=r"(?P<key>.+)_S2\.tif$"
+    )
     raw = tmp_path / "raw"
     df = folder.run(params, raw)
     report = all_accepted_report(df, tmp_path / "report.csv")
     split_csv = tmp_path / "split.csv"
-    pd.DataFrame({"pair_id": df["pair_id"], "split": ["train", "val", "test"], "group": ["g0", "g1", "g2"],
-                  "lon": 0.0, "lat": 0.0}).to_csv(split_csv, index=False)
+    pd.DataFrame(
+        {
+            "pair_id": df["pair_id"],
+            "split": ["train", "val", "test"],
+            "group": ["g0", "g1", "g2"],
+            "lon": 0.0,
+            "lat": 0.0,
+        }
+    ).to_csv(split_csv, index=False)
     run_png(params, raw, split_csv, report, tmp_path / "png", tmp_path / "stats.json")
 
     again = folder.run(folder_params(tmp_path / "png", "seed_png"), tmp_path / "raw2").set_index("pair_id")
@@ -273,5 +343,8 @@ def test_reimport_of_own_png_export_keeps_reflectance(tmp_path, make_pair):
     back = read_raster(tmp_path / "raw2" / again.loc["train_p0", "hr_file"])
     orig = read_raster(raw / df.set_index("pair_id").loc["p0", "hr_file"])
     lo, hi = PngParams().reflectance_min, PngParams().reflectance_max
-    np.testing.assert_allclose(encoding_of(back).to_reflectance(back.data), encoding_of(orig).to_reflectance(orig.data),
-                               atol=(hi - lo) / 65535)
+    np.testing.assert_allclose(
+        encoding_of(back).to_reflectance(back.data),
+        encoding_of(orig).to_reflectance(orig.data),
+        atol=(hi - lo) / 65535,
+    )

@@ -34,26 +34,54 @@ def dataset(tmp_path, make_pair):
     rows = []
     for i in range(4):
         lr, hr, _ = make_pair(name=f"p{i}", seed=i, folder=raw)
-        rows.append({"pair_id": f"p{i}", "provider": "demo", "is_demo": True, "crs": "EPSG:32720",
-                     "lr_file": lr.name, "hr_file": hr.name, "lr_width": 32, "lr_height": 32,
-                     "hr_width": 96, "hr_height": 96})
+        rows.append(
+            {
+                "pair_id": f"p{i}",
+                "provider": "demo",
+                "is_demo": True,
+                "crs": "EPSG:32720",
+                "lr_file": lr.name,
+                "hr_file": hr.name,
+                "lr_width": 32,
+                "lr_height": 32,
+                "hr_width": 96,
+                "hr_height": 96,
+            }
+        )
     write_manifest(raw, rows)
     report = tmp_path / "report.csv"
-    pd.DataFrame({"pair_id": [f"p{i}" for i in range(4)], "status": "accepted", "reasons": "", "detail": "",
-                  "lr_path": "", "hr_path": ""}).to_csv(report, index=False)
+    pd.DataFrame(
+        {
+            "pair_id": [f"p{i}" for i in range(4)],
+            "status": "accepted",
+            "reasons": "",
+            "detail": "",
+            "lr_path": "",
+            "hr_path": "",
+        }
+    ).to_csv(report, index=False)
     split = tmp_path / "split.csv"
     write_split(split, {"p0": "train", "p1": "train", "p2": "val", "p3": "test"})
     return raw, report, split
 
 
 def write_split(path: Path, assignment: dict[str, str]) -> None:
-    pd.DataFrame({"pair_id": list(assignment), "split": list(assignment.values()),
-                  "group": [f"g{i}" for i in range(len(assignment))], "lon": 0.0, "lat": 0.0}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "pair_id": list(assignment),
+            "split": list(assignment.values()),
+            "group": [f"g{i}" for i in range(len(assignment))],
+            "lon": 0.0,
+            "lat": 0.0,
+        }
+    ).to_csv(path, index=False)
 
 
 def run(tmp_path: Path, dataset, params: Params | None = None) -> pd.DataFrame:
     raw, report, split = dataset
-    return run_png(params or Params(), raw, split, report, tmp_path / "png", tmp_path / "metrics" / "png_stats.json")
+    return run_png(
+        params or Params(), raw, split, report, tmp_path / "png", tmp_path / "metrics" / "png_stats.json"
+    )
 
 
 def test_round_trip_and_layout(tmp_path, dataset):
@@ -61,7 +89,9 @@ def test_round_trip_and_layout(tmp_path, dataset):
     index = run(tmp_path, dataset)
     out = tmp_path / "png"
     assert len(index) == 4 and set(index["split"]) == {"train", "val", "test"}
-    assert {"pair_id", "split", "lr_png", "hr_png", "lr_width", "lr_height", "hr_width", "hr_height"} <= set(index)
+    assert {"pair_id", "split", "lr_png", "hr_png", "lr_width", "lr_height", "hr_width", "hr_height"} <= set(
+        index
+    )
     assert (out / "train_LR" / "p0.png").is_file() and (out / "val_HR" / "p2.png").is_file()
     assert (out / "test_LR" / "p3.png").is_file()
     for row in index.itertuples():
@@ -86,7 +116,9 @@ def test_round_trip_and_layout(tmp_path, dataset):
     written = pd.read_csv(out / "index.csv")
     assert list(written["pair_id"]) == list(index["pair_id"])
     enc = json.loads((out / "encoding.json").read_text())
-    assert enc["lo"] == LO and enc["hi"] == HI and enc["dtype"] == "uint16" and enc["bands"] == ["R", "G", "B"]
+    assert (
+        enc["lo"] == LO and enc["hi"] == HI and enc["dtype"] == "uint16" and enc["bands"] == ["R", "G", "B"]
+    )
     assert "65535" in enc["formula"] and "65535" in enc["inverse"]
 
 
@@ -104,8 +136,12 @@ def test_stats_json(tmp_path, dataset):
                 assert 0.0 < s["mean"] < 0.3 and s["std"] > 0 and s["clipped"] == 0.0
     # the mean matches a direct computation over the train HR reflectance
     raw = dataset[0]
-    vals = np.concatenate([encoding_of(r := read_raster(raw / f"p{i}_S2.tif")).to_reflectance(r.data)[0].ravel()
-                           for i in (0, 1)])
+    vals = np.concatenate(
+        [
+            encoding_of(r := read_raster(raw / f"p{i}_S2.tif")).to_reflectance(r.data)[0].ravel()
+            for i in (0, 1)
+        ]
+    )
     assert stats["train"]["HR"]["R"]["mean"] == pytest.approx(float(vals.mean()), abs=1e-6)
     assert stats["train"]["HR"]["R"]["std"] == pytest.approx(float(vals.std()), abs=1e-6)
     assert stats["train"]["HR"]["R"]["p99"] == pytest.approx(float(np.percentile(vals, 99)), abs=3 * STEP)
@@ -122,7 +158,7 @@ def test_clipping_is_counted(tmp_path, dataset):
 
 
 def test_resume_and_stale_files_removed(tmp_path, dataset):
-    raw, report, split = dataset
+    _raw, _report, split = dataset
     run(tmp_path, dataset)
     out = tmp_path / "png"
     p0 = out / "train_HR" / "p0.png"
@@ -137,7 +173,9 @@ def test_resume_and_stale_files_removed(tmp_path, dataset):
     assert p0.stat().st_mtime_ns == mtime  # unchanged inputs: not rewritten
     assert not (out / "train_LR" / "stray.png").exists()
     assert not (out / "quicklook" / "val_HR" / ".x.png.123.part").exists()
-    assert not (out / "test_LR" / "p3.png").exists() and not (out / "quicklook" / "test_HR" / "p3.png").exists()
+    assert (
+        not (out / "test_LR" / "p3.png").exists() and not (out / "quicklook" / "test_HR" / "p3.png").exists()
+    )
     assert not (out / "train_HR" / "p1.png").exists() and (out / "val_HR" / "p1.png").is_file()
     assert (out / "test_LR").is_dir()  # the seed layout stays complete
     stats = json.loads((tmp_path / "metrics" / "png_stats.json").read_text())
@@ -149,7 +187,7 @@ def test_resume_and_stale_files_removed(tmp_path, dataset):
 
 
 def test_report_paths_win_and_rejected_are_skipped(tmp_path, dataset, monkeypatch):
-    raw, report, split = dataset
+    raw, report, _split = dataset
     # A registration-corrected LR file from the filter, given relative to the repo root.
     fixed_dir = tmp_path / "data" / "filter"
     fixed_dir.mkdir(parents=True)
@@ -163,8 +201,10 @@ def test_report_paths_win_and_rejected_are_skipped(tmp_path, dataset, monkeypatc
     index = run(tmp_path, dataset).set_index("pair_id")
     assert "p3" not in index.index
     assert index.loc["p0", "lr_source"] == "data/filter/p0_L8_fixed.tif"
-    np.testing.assert_array_equal(read_png16(tmp_path / "png" / "train_LR" / "p0.png"),
-                                  read_png16(tmp_path / "png" / "train_LR" / "p1.png"))
+    np.testing.assert_array_equal(
+        read_png16(tmp_path / "png" / "train_LR" / "p0.png"),
+        read_png16(tmp_path / "png" / "train_LR" / "p1.png"),
+    )
 
 
 def test_png_encoder_and_mapping():
@@ -195,3 +235,22 @@ def test_png16_written_readable(tmp_path):
     # a transposed (non-contiguous) view is encoded the same
     write_png16(tmp_path / "b.png", np.ascontiguousarray(img.transpose(2, 0, 1)).transpose(1, 2, 0))
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_compress_levels_decode_identically_and_quicklook_lut(tmp_path):
+    from satsr.data.png import _quicklook_lut, write_png16
+    from satsr.data.radiometry import to_quicklook8
+
+    rng = np.random.default_rng(2)
+    refl = rng.uniform(-0.2, 1.2, (3, 30, 20)).astype(np.float32)
+    refl[:, :15] = np.linspace(0.0, 0.3, 20, dtype=np.float32)  # a smooth half that compresses
+    png = to_png16(refl, LO, HI).transpose(1, 2, 0)
+    sizes = {}
+    for level in (0, 1, 6):
+        write_png16(tmp_path / f"{level}.png", png, level)
+        np.testing.assert_array_equal(read_png16(tmp_path / f"{level}.png"), png)
+        sizes[level] = (tmp_path / f"{level}.png").stat().st_size
+    assert sizes[0] > sizes[1]
+    lut = _quicklook_lut({"lo": LO, "hi": HI, "ql_max": 0.3, "ql_gamma": 1.8})
+    direct = to_quicklook8(refl, 0.3, 1.8).transpose(1, 2, 0)
+    assert np.abs(lut[png].astype(int) - direct).max() <= 1

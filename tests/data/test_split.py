@@ -29,9 +29,23 @@ LR = 8  # LR chip side in px: 240 m chips keep the GeoTIFFs tiny
 
 def chip_row(pid: str, crs: str, x: float, y: float, lr_size: int = LR, source_split: str = "") -> dict:
     lr_grid, _ = grids.nested_grids(x, y, crs, lr_size)
-    return {"pair_id": pid, "provider": "folder", "is_demo": False, "crs": crs, "x0": lr_grid.x0, "y0": lr_grid.y0,
-            "lr_file": f"{pid}_LR.tif", "hr_file": f"{pid}_HR.tif", "lr_width": lr_size, "lr_height": lr_size,
-            "hr_width": 3 * lr_size, "hr_height": 3 * lr_size, "source_split": source_split, "lon": 0.0, "lat": 0.0}
+    return {
+        "pair_id": pid,
+        "provider": "folder",
+        "is_demo": False,
+        "crs": crs,
+        "x0": lr_grid.x0,
+        "y0": lr_grid.y0,
+        "lr_file": f"{pid}_LR.tif",
+        "hr_file": f"{pid}_HR.tif",
+        "lr_width": lr_size,
+        "lr_height": lr_size,
+        "hr_width": 3 * lr_size,
+        "hr_height": 3 * lr_size,
+        "source_split": source_split,
+        "lon": 0.0,
+        "lat": 0.0,
+    }
 
 
 def write_chip_files(raw: Path, row: dict) -> None:
@@ -41,7 +55,9 @@ def write_chip_files(raw: Path, row: dict) -> None:
     write_geotiff(raw / row["hr_file"], np.full((3, 3 * LR, 3 * LR), 800, np.uint16), hr_grid, S2_SR, S2_RGB)
 
 
-def setup(tmp_path: Path, rows: list[dict], files: bool = False, rejected: set[str] = frozenset()) -> tuple[Path, Path]:
+def setup(
+    tmp_path: Path, rows: list[dict], files: bool = False, rejected: set[str] = frozenset()
+) -> tuple[Path, Path]:
     raw = tmp_path / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     if files:
@@ -49,9 +65,16 @@ def setup(tmp_path: Path, rows: list[dict], files: bool = False, rejected: set[s
             write_chip_files(raw, r)
     write_manifest(raw, rows)
     report = tmp_path / "report.csv"
-    pd.DataFrame({"pair_id": [r["pair_id"] for r in rows],
-                  "status": ["rejected" if r["pair_id"] in rejected else "accepted" for r in rows],
-                  "reasons": "", "detail": "", "lr_path": "", "hr_path": ""}).to_csv(report, index=False)
+    pd.DataFrame(
+        {
+            "pair_id": [r["pair_id"] for r in rows],
+            "status": ["rejected" if r["pair_id"] in rejected else "accepted" for r in rows],
+            "reasons": "",
+            "detail": "",
+            "lr_path": "",
+            "hr_path": "",
+        }
+    ).to_csv(report, index=False)
     return raw, report
 
 
@@ -82,7 +105,9 @@ def test_overlapping_chips_never_straddle(tmp_path):
     df["line"] = df["pair_id"].str[:3]
     assert df.groupby("line")["group"].nunique().max() == 1
     assert df.groupby("line")["split"].nunique().max() == 1
-    assert df.set_index("line").loc["l00", "group"].iloc[0] == df.set_index("line").loc["l12", "group"].iloc[0]
+    assert (
+        df.set_index("line").loc["l00", "group"].iloc[0] == df.set_index("line").loc["l12", "group"].iloc[0]
+    )
     assert df["group"].nunique() == 12
     assert set(df["split"]) == {"train", "val", "test"}
     # the footprints really overlap (seed's step), so a random split would have leaked
@@ -100,8 +125,10 @@ def test_overlapping_chips_never_straddle(tmp_path):
 
 def test_deterministic_by_seed_and_fractions_held(tmp_path):
     # 100 chips 30 km apart: 100 groups of one pair each (manifest-only: footprints from x0/y0).
-    rows = [chip_row(f"p{i:03d}", "EPSG:32720", 200000.0 + (i % 10) * 30000.0, 9700000.0 - (i // 10) * 30000.0)
-            for i in range(100)]
+    rows = [
+        chip_row(f"p{i:03d}", "EPSG:32720", 200000.0 + (i % 10) * 30000.0, 9700000.0 - (i // 10) * 30000.0)
+        for i in range(100)
+    ]
     raw, report = setup(tmp_path, rows)
     a = run_split(params(seed=1), raw, report, tmp_path / "a")
     b = run_split(params(seed=1), raw, report, tmp_path / "b")
@@ -112,14 +139,20 @@ def test_deterministic_by_seed_and_fractions_held(tmp_path):
     assert a["group"].nunique() == 100
     counts = a["split"].value_counts()
     assert counts["train"] == 80 and counts["val"] == 10 and counts["test"] == 10
-    d = run_split(params(seed=3, train=0.6, val=0.2, test=0.2), raw, report, tmp_path / "d")["split"].value_counts()
+    d = run_split(params(seed=3, train=0.6, val=0.2, test=0.2), raw, report, tmp_path / "d")[
+        "split"
+    ].value_counts()
     assert (d["train"], d["val"], d["test"]) == (60, 20, 20)
 
 
 def test_cells_group_chips_and_every_split_gets_a_group(tmp_path, caplog):
     # Two far-apart chips inside one 20 km cell are one group; 3 groups -> one per split.
-    rows = [chip_row("a0", "EPSG:32720", 401000.0, 9501000.0), chip_row("a1", "EPSG:32720", 415000.0, 9515000.0),
-            chip_row("b0", "EPSG:32720", 501000.0, 9501000.0), chip_row("c0", "EPSG:32720", 601000.0, 9501000.0)]
+    rows = [
+        chip_row("a0", "EPSG:32720", 401000.0, 9501000.0),
+        chip_row("a1", "EPSG:32720", 415000.0, 9515000.0),
+        chip_row("b0", "EPSG:32720", 501000.0, 9501000.0),
+        chip_row("c0", "EPSG:32720", 601000.0, 9501000.0),
+    ]
     raw, report = setup(tmp_path, rows)
     df = run_split(params(), raw, report, tmp_path / "s").set_index("pair_id")
     assert df.loc["a0", "group"] == df.loc["a1", "group"]
@@ -133,13 +166,16 @@ def test_cells_group_chips_and_every_split_gets_a_group(tmp_path, caplog):
 
 def test_neighbours_across_utm_zones_are_grouped(tmp_path):
     """Chips either side of a zone boundary are compared in lon/lat."""
+
     def utm(lon: float, lat: float, epsg: int) -> tuple[float, float]:
         xs, ys = warp_transform("EPSG:4326", f"EPSG:{epsg}", [lon], [lat])
         return xs[0], ys[0]
 
-    rows = [chip_row("w", "EPSG:32720", *utm(-60.003, -3.5, 32720)),
-            chip_row("e", "EPSG:32721", *utm(-59.997, -3.5, 32721)),
-            chip_row("far", "EPSG:32721", *utm(-59.0, -3.5, 32721))]
+    rows = [
+        chip_row("w", "EPSG:32720", *utm(-60.003, -3.5, 32720)),
+        chip_row("e", "EPSG:32721", *utm(-59.997, -3.5, 32721)),
+        chip_row("far", "EPSG:32721", *utm(-59.0, -3.5, 32721)),
+    ]
     raw, report = setup(tmp_path, rows, files=True)
     df = run_split(params(group_cell_m=1000.0), raw, report, tmp_path / "s").set_index("pair_id")
     assert df.loc["w", "group"] == df.loc["e", "group"] != df.loc["far", "group"]

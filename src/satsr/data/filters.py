@@ -251,6 +251,10 @@ def _radiometry(side: _Side, fp: FilterParams, found: _Findings, row: dict[str, 
     if frac > fp.max_nodata_fraction:
         found.add("nodata", f"{label} has {frac:.2%} nodata/NaN pixels (max {fp.max_nodata_fraction:.2%})")
 
+    if side.encoding is not None and not side.encoding.physical:
+        # stretched imagery (e.g. 8-bit quicklook exports): values are not reflectance, so the
+        # absolute thresholds below mean nothing; relative checks (shift, correlation) still run
+        return
     data = side.raster.data
     sat = (refl >= 1.0).any(axis=0)
     if np.issubdtype(data.dtype, np.integer):

@@ -97,6 +97,7 @@ def write_geotiff(
         transform=grid.to_rasterio(),
         nodata=encoding.nodata,
         compress="deflate",
+        zlevel=1,  # ~40% faster than the default 6 on these chips, files within a few percent
         predictor=2,
         interleave="pixel",
     )

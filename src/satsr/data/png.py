@@ -8,9 +8,11 @@ its inverse. Folder layout is the seed's (``train_LR``, ``train_HR``, ``val_LR``
 ``folder`` provider (layout ``seed_png``) can re-import it. 8-bit quicklooks with a fixed stretch
 go to ``quicklook/`` for people.
 
-16-bit RGB PNGs are written by a small encoder on the standard library's zlib (Pillow cannot write
-16-bit RGB; GDAL's PNG driver is ~4x slower here at its default zlib level); any PNG reader
-decodes them (checked against rasterio/GDAL in the tests).
+16-bit RGB PNGs are written by a small encoder on the standard library's zlib: Pillow cannot write
+16-bit RGB, and GDAL's PNG driver (zlib level 6, adaptive filters) took ~10x longer per HR chip
+here. Any PNG reader decodes them (checked with GDAL and Pillow in the tests). Quicklooks are one
+table lookup per pixel (``to_quicklook8`` of every PNG level), within one grey level of calling
+``to_quicklook8`` on the reflectance.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ BANDS = ("R", "G", "B")
 HIST_BINS = 65536
 #: Bumped when the output format changes, so resumed runs rewrite every file.
 FORMAT_VERSION = 1
-#: PNG "Up" filter + zlib run-length strategy: measured ~5x faster than zlib's default level 6
-#: (GDAL's PNG driver) and no larger on noisy 16-bit reflectance, whose low bytes barely compress.
-ZLEVEL = 1
-ZSTRATEGY = zlib.Z_RLE
+#: PNG compression, the "Up" filter + zlib. Level 1 (the writers' default) is zlib's run-length
+#: strategy: measured ~5x faster than zlib's default level 6 (what GDAL's PNG driver uses) and no
+#: larger on noisy 16-bit reflectance, whose low bytes barely compress. Level 0 (stored, the
+#: pipeline's default via ``png.compress_level``) is ~3x faster again and ~1.6x larger. 8-bit
+#: quicklooks are smooth and shrink ~2.3x with run-length for little time, so they always use 1.
+DEFAULT_COMPRESS_LEVEL = 1
+QUICKLOOK_COMPRESS_LEVEL = 1
 PNG_FILTER_UP = 2
 
 
@@ -59,7 +64,16 @@ def _chunk(kind: bytes, data: bytes) -> list[bytes]:
     return [struct.pack(">I", len(data)) + kind, data, struct.pack(">I", crc)]
 
 
-def _png_parts(img: np.ndarray) -> list[bytes]:
+def _zlib(level: int):
+    """0: stored; 1: run-length (fast); 2-9: full deflate at that level (smaller, slower)."""
+    if level <= 0:
+        return zlib.compressobj(0)
+    if level == 1:
+        return zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return zlib.compressobj(min(level, 9))
+
+
+def _png_parts(img: np.ndarray, level: int = DEFAULT_COMPRESS_LEVEL) -> list[bytes]:
     """PNG chunks of an (h, w, 3) or (3, h, w)-transposed uint8/uint16 array (colour type 2).
 
     Accepts any strides: the big-endian copy, the "Up" filter and the zlib stream are the only
@@ -74,35 +88,34 @@ def _png_parts(img: np.ndarray) -> list[bytes]:
     raw[:, 0] = PNG_FILTER_UP
     raw[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # "Up" filter: byte minus the byte above, mod 256
-    z = zlib.compressobj(ZLEVEL, zlib.DEFLATED, 15, 9, ZSTRATEGY)
+    z = _zlib(level)
     idat = z.compress(raw) + z.flush()
     ihdr = struct.pack(">IIBBBBB", w, h, depth, 2, 0, 0, 0)
     return [b"\x89PNG\r\n\x1a\n", *_chunk(b"IHDR", ihdr), *_chunk(b"IDAT", idat), *_chunk(b"IEND", b"")]
 
 
-def encode_png(img: np.ndarray) -> bytes:
+def encode_png(img: np.ndarray, level: int = DEFAULT_COMPRESS_LEVEL) -> bytes:
     """The bytes of a PNG of an (h, w, 3) uint8 or uint16 array (colour type 2, depth 8 or 16)."""
-    return b"".join(_png_parts(img))
+    return b"".join(_png_parts(img, level))
 
 
 def _write_parts(path: Path, parts: list[bytes]) -> None:
-    with atomic_path(Path(path)) as tmp:
-        with open(tmp, "wb") as f:
-            f.writelines(parts)
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        f.writelines(parts)
 
 
-def write_png16(path: Path, rgb: np.ndarray) -> None:
+def write_png16(path: Path, rgb: np.ndarray, level: int = DEFAULT_COMPRESS_LEVEL) -> None:
     """Write an (h, w, 3) uint16 array as a 16-bit RGB PNG, atomically."""
     if rgb.dtype != np.uint16:
         raise ValueError(f"{path}: expected uint16, got {rgb.dtype}")
-    _write_parts(path, _png_parts(rgb))
+    _write_parts(path, _png_parts(rgb, level))
 
 
-def write_png8(path: Path, rgb: np.ndarray) -> None:
+def write_png8(path: Path, rgb: np.ndarray, level: int = QUICKLOOK_COMPRESS_LEVEL) -> None:
     """Write an (h, w, 3) uint8 quicklook atomically."""
     if rgb.dtype != np.uint8:
         raise ValueError(f"{path}: expected uint8, got {rgb.dtype}")
-    _write_parts(path, _png_parts(rgb))
+    _write_parts(path, _png_parts(rgb, level))
 
 
 def reflectance_to_png16(refl: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -160,9 +173,14 @@ def _empty_acc() -> dict:
     """Per-band running statistics: count, mean and M2 (merged with Chan's formula, so sums of
     many chips stay accurate in float32 per chip), extremes, clipping counts and a histogram."""
     return {
-        "n": np.zeros(3, np.int64), "mean": np.zeros(3), "m2": np.zeros(3),
-        "min": np.full(3, np.inf), "max": np.full(3, -np.inf),
-        "below": np.zeros(3, np.int64), "above": np.zeros(3, np.int64), "nan": np.zeros(3, np.int64),
+        "n": np.zeros(3, np.int64),
+        "mean": np.zeros(3),
+        "m2": np.zeros(3),
+        "min": np.full(3, np.inf),
+        "max": np.full(3, -np.inf),
+        "below": np.zeros(3, np.int64),
+        "above": np.zeros(3, np.int64),
+        "nan": np.zeros(3, np.int64),
         "hist": np.zeros((3, HIST_BINS), np.int64),
     }
 
@@ -222,12 +240,24 @@ def _finish(acc: dict, lo: float, hi: float) -> dict:
     for b, name in enumerate(BANDS):
         n = int(acc["n"][b])
         if n == 0:
-            out[name] = {"mean": None, "std": None, "min": None, "max": None, "p1": None, "p99": None,
-                         "clipped": None, "clipped_low": None, "clipped_high": None, "nodata": int(acc["nan"][b])}
+            out[name] = {
+                "mean": None,
+                "std": None,
+                "min": None,
+                "max": None,
+                "p1": None,
+                "p99": None,
+                "clipped": None,
+                "clipped_low": None,
+                "clipped_high": None,
+                "nodata": int(acc["nan"][b]),
+            }
             continue
         out[name] = {
-            "mean": round(float(acc["mean"][b]), 6), "std": round(float(np.sqrt(acc["m2"][b] / n)), 6),
-            "min": round(float(acc["min"][b]), 6), "max": round(float(acc["max"][b]), 6),
+            "mean": round(float(acc["mean"][b]), 6),
+            "std": round(float(np.sqrt(acc["m2"][b] / n)), 6),
+            "min": round(float(acc["min"][b]), 6),
+            "max": round(float(acc["max"][b]), 6),
             "p1": round(_percentile(acc["hist"][b], 1, lo, hi), 6),
             "p99": round(_percentile(acc["hist"][b], 99, lo, hi), 6),
             "clipped": round(float(acc["below"][b] + acc["above"][b]) / n, 8),
@@ -275,8 +305,10 @@ def _process(task: dict) -> tuple[list[dict], dict, list[str]]:
             lr_path, hr_path = Path(job["lr"]), Path(job["hr"])
             fpr = _fingerprint(lr_path, hr_path, cfg)
             rel = {
-                "lr_png": f"{split}_LR/{pid}.png", "hr_png": f"{split}_HR/{pid}.png",
-                "lr_quicklook": f"{QUICKLOOK_DIR}/{split}_LR/{pid}.png", "hr_quicklook": f"{QUICKLOOK_DIR}/{split}_HR/{pid}.png",
+                "lr_png": f"{split}_LR/{pid}.png",
+                "hr_png": f"{split}_HR/{pid}.png",
+                "lr_quicklook": f"{QUICKLOOK_DIR}/{split}_LR/{pid}.png",
+                "hr_quicklook": f"{QUICKLOOK_DIR}/{split}_HR/{pid}.png",
             }
             fresh = job.get("prev_fingerprint") == fpr and all((out_dir / p).is_file() for p in rel.values())
             sizes = {}
@@ -286,10 +318,25 @@ def _process(task: dict) -> tuple[list[dict], dict, list[str]]:
                 _accumulate(accs.setdefault((split, side), _empty_acc()), refl, png, lo, hi)
                 sizes[f"{side.lower()}_width"], sizes[f"{side.lower()}_height"] = refl.shape[2], refl.shape[1]
                 if not fresh:
-                    write_png16(out_dir / rel[f"{side.lower()}_png"], png.transpose(1, 2, 0))
-                    write_png8(out_dir / rel[f"{side.lower()}_quicklook"], lut[png].transpose(1, 2, 0))
-            rows.append({"pair_id": pid, "split": split, **rel, **sizes, "lr_source": _display_path(lr_path),
-                         "hr_source": _display_path(hr_path), "fingerprint": fpr, "written": not fresh})
+                    level = cfg["compress_level"]
+                    write_png16(out_dir / rel[f"{side.lower()}_png"], png.transpose(1, 2, 0), level)
+                    write_png8(
+                        out_dir / rel[f"{side.lower()}_quicklook"],
+                        lut[png].transpose(1, 2, 0),
+                        QUICKLOOK_COMPRESS_LEVEL,
+                    )
+            rows.append(
+                {
+                    "pair_id": pid,
+                    "split": split,
+                    **rel,
+                    **sizes,
+                    "lr_source": _display_path(lr_path),
+                    "hr_source": _display_path(hr_path),
+                    "fingerprint": fpr,
+                    "written": not fresh,
+                }
+            )
         except (RasterError, OSError, ValueError) as err:
             errors.append(f"{pid}: {err}")
     return rows, {f"{k[0]}|{k[1]}": v for k, v in accs.items()}, errors
@@ -324,18 +371,26 @@ def encoding_doc(params: Params) -> dict:
         "hi": hi,
         "dtype": "uint16",
         "bands": list(BANDS),
-        "band_sources": {"LR": "Landsat SR_B4, SR_B3, SR_B2 (first three bands of the chip)",
-                         "HR": "Sentinel-2 B4, B3, B2 (first three bands of the chip)"},
+        "band_sources": {
+            "LR": "Landsat SR_B4, SR_B3, SR_B2 (first three bands of the chip)",
+            "HR": "Sentinel-2 B4, B3, B2 (first three bands of the chip)",
+        },
         "decoding": "DN -> reflectance with the encoding recorded in each chip (Landsat C2 L2: DN * 2.75e-5 - 0.2; "
-                    "Sentinel-2 harmonized: DN / 10000; 8-bit imports: DN / 255 pseudo-reflectance)",
+        "Sentinel-2 harmonized: DN / 10000; 8-bit imports: DN / 255 pseudo-reflectance)",
         "nodata": "fill (NaN) pixels are written as lo (png 0)",
-        "quicklook": {"dtype": "uint8", "formula": "round(clip(reflectance / max, 0, 1) ** (1 / gamma) * 255)",
-                      "max": params.png.quicklook_max_reflectance, "gamma": params.png.quicklook_gamma},
+        "quicklook": {
+            "dtype": "uint8",
+            "formula": "round(clip(reflectance / max, 0, 1) ** (1 / gamma) * 255)",
+            "max": params.png.quicklook_max_reflectance,
+            "gamma": params.png.quicklook_gamma,
+        },
         "layout": "{split}_{LR,HR}/<pair_id>.png (seed layout); quicklook/{split}_{LR,HR}/<pair_id>.png",
     }
 
 
-def run_png(params: Params, raw_dir: Path, split_csv: Path, report_csv: Path, out_dir: Path, stats_path: Path) -> pd.DataFrame:
+def run_png(
+    params: Params, raw_dir: Path, split_csv: Path, report_csv: Path, out_dir: Path, stats_path: Path
+) -> pd.DataFrame:
     """Write the training PNGs, quicklooks, index.csv, encoding.json and the stats JSON; returns the index."""
     raw_dir, out_dir, stats_path = Path(raw_dir), Path(out_dir), Path(stats_path)
     lo, hi = params.png.reflectance_min, params.png.reflectance_max
@@ -366,14 +421,30 @@ def run_png(params: Params, raw_dir: Path, split_csv: Path, report_csv: Path, ou
         if lr is None or hr is None:
             log.warning("png: %s has no LR or HR file; skipped", pid)
             continue
-        jobs.append({"pair_id": pid, "split": split, "lr": str(lr), "hr": str(hr),
-                     "prev_fingerprint": prev.get(f"{pid}|{split}")})
+        jobs.append(
+            {
+                "pair_id": pid,
+                "split": split,
+                "lr": str(lr),
+                "hr": str(hr),
+                "prev_fingerprint": prev.get(f"{pid}|{split}"),
+            }
+        )
 
-    cfg = {"lo": lo, "hi": hi, "ql_max": params.png.quicklook_max_reflectance,
-           "ql_gamma": params.png.quicklook_gamma, "version": FORMAT_VERSION}
+    cfg = {
+        "lo": lo,
+        "hi": hi,
+        "ql_max": params.png.quicklook_max_reflectance,
+        "ql_gamma": params.png.quicklook_gamma,
+        "compress_level": params.png.compress_level,
+        "version": FORMAT_VERSION,
+    }
     workers = max(1, min(params.png.workers, len(jobs) or 1))
     per_task = max(1, min(16, -(-len(jobs) // (workers * 4))))
-    tasks = [{"jobs": jobs[k:k + per_task], "cfg": cfg, "out_dir": str(out_dir)} for k in range(0, len(jobs), per_task)]
+    tasks = [
+        {"jobs": jobs[k : k + per_task], "cfg": cfg, "out_dir": str(out_dir)}
+        for k in range(0, len(jobs), per_task)
+    ]
     for split in SPLITS:
         for side in SIDES:
             (out_dir / f"{split}_{side}").mkdir(parents=True, exist_ok=True)
@@ -397,11 +468,29 @@ def run_png(params: Params, raw_dir: Path, split_csv: Path, report_csv: Path, ou
             log.error("png: %s", e)
         raise RasterError(f"png: {len(errors)} pair(s) could not be converted, e.g. {errors[0]}")
 
-    index = pd.DataFrame(rows, columns=["pair_id", "split", "lr_png", "hr_png", "lr_quicklook", "hr_quicklook",
-                                        "lr_width", "lr_height", "hr_width", "hr_height", "lr_source",
-                                        "hr_source", "fingerprint", "written"])
+    index = pd.DataFrame(
+        rows,
+        columns=[
+            "pair_id",
+            "split",
+            "lr_png",
+            "hr_png",
+            "lr_quicklook",
+            "hr_quicklook",
+            "lr_width",
+            "lr_height",
+            "hr_width",
+            "hr_height",
+            "lr_source",
+            "hr_source",
+            "fingerprint",
+            "written",
+        ],
+    )
     index = index.sort_values(["split", "pair_id"]).reset_index(drop=True)
-    keep = set(index["lr_png"]) | set(index["hr_png"]) | set(index["lr_quicklook"]) | set(index["hr_quicklook"])
+    keep = (
+        set(index["lr_png"]) | set(index["hr_png"]) | set(index["lr_quicklook"]) | set(index["hr_quicklook"])
+    )
     removed = _remove_stale(out_dir, keep)
 
     stats: dict = {"mapping": {"lo": lo, "hi": hi}}
@@ -417,6 +506,12 @@ def run_png(params: Params, raw_dir: Path, split_csv: Path, report_csv: Path, ou
     with atomic_path(stats_path) as tmp:
         tmp.write_text(json.dumps(stats, indent=2) + "\n")
     n_written = int(index["written"].sum()) if len(index) else 0
-    log.info("png: %d pairs (%d written, %d up to date), %d stale file(s) removed, workers=%d",
-             len(index), n_written, len(index) - n_written, len(removed), workers)
+    log.info(
+        "png: %d pairs (%d written, %d up to date), %d stale file(s) removed, workers=%d",
+        len(index),
+        n_written,
+        len(index) - n_written,
+        len(removed),
+        workers,
+    )
     return index.drop(columns=["written"])

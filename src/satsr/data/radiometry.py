@@ -21,6 +21,9 @@ class Encoding:
     scale: float
     offset: float
     nodata: float | None
+    #: False for stretched imagery whose decoded values are NOT surface reflectance: absolute
+    #: reflectance thresholds (cloud, haze, brightness, saturation) do not apply to it.
+    physical: bool = True
 
     def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
         """Decode to float32 reflectance; fill pixels become NaN."""
@@ -50,12 +53,16 @@ S2_SR = Encoding("sentinel2_sr_harmonized", "uint16", 1e-4, 0.0, 0)
 #: Plain float reflectance.
 REFLECTANCE = Encoding("reflectance", "float32", 1.0, 0.0, None)
 
+#: 8/16-bit stretched imagery without a documented mapping (e.g. the seed's PNGs, L8S2PS samples):
+#: pseudo-reflectance in [0, 1], comparable only within one dataset.
+UINT8_STRETCHED = Encoding("uint8_stretched", "uint8", 1.0 / 255.0, 0.0, None, physical=False)
+UINT16_STRETCHED = Encoding("uint16_stretched", "uint16", 1.0 / 65535.0, 0.0, None, physical=False)
+
 LANDSAT_RGB = ("SR_B4", "SR_B3", "SR_B2")
 LANDSAT_TM_RGB = ("SR_B3", "SR_B2", "SR_B1")
 S2_RGB = ("B4", "B3", "B2")
 
-#: Quicklook-only ratio of the seed's 8-bit stretches (L8 x4, S2 x1.4), kept for reference.
-BY_NAME = {e.name: e for e in (L8_C2_L2, S2_SR, REFLECTANCE)}
+BY_NAME = {e.name: e for e in (L8_C2_L2, S2_SR, REFLECTANCE, UINT8_STRETCHED, UINT16_STRETCHED)}
 
 
 def grey(refl: np.ndarray) -> np.ndarray:

@@ -50,7 +50,9 @@ class SplitLeakError(AssertionError):
 
 
 # ----------------------------------------------------------------------------------- file paths
-def resolve_pair_paths(raw_dir: Path, manifest_row: pd.Series | dict, report_row: pd.Series | dict | None) -> tuple[Path | None, Path | None]:
+def resolve_pair_paths(
+    raw_dir: Path, manifest_row: pd.Series | dict, report_row: pd.Series | dict | None
+) -> tuple[Path | None, Path | None]:
     """The LR and HR files a later stage must read for a pair.
 
     The filter report's ``lr_path``/``hr_path`` win (they may point at a registration-corrected
@@ -63,7 +65,7 @@ def resolve_pair_paths(raw_dir: Path, manifest_row: pd.Series | dict, report_row
         given = report_row.get(f"{side}_path") if report_row is not None else None
         if isinstance(given, str) and given.strip():
             p = Path(given.strip())
-            for cand in ([p] if p.is_absolute() else [Path.cwd() / p, raw_dir / p, raw_dir.parent / p]):
+            for cand in [p] if p.is_absolute() else [Path.cwd() / p, raw_dir / p, raw_dir.parent / p]:
                 if cand.is_file():
                     chosen = cand
                     break
@@ -118,7 +120,9 @@ def _box_from_manifest(row: pd.Series) -> tuple[float, float, float, float] | No
     return (x0, y0 - h * px_y, x0 + w * px_x, y0)
 
 
-def footprints(manifest: pd.DataFrame, raw_dir: Path | None = None, report: pd.DataFrame | None = None) -> pd.DataFrame:
+def footprints(
+    manifest: pd.DataFrame, raw_dir: Path | None = None, report: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The manifest plus each chip's footprint (native and lon/lat boxes; NaN if not georeferenced).
 
     The LR file's own bounds are used when it can be read (exact for any pixel size), else the
@@ -147,8 +151,19 @@ def footprints(manifest: pd.DataFrame, raw_dir: Path | None = None, report: pd.D
             recs.append({"fp_crs": "", **{c: math.nan for c in FOOTPRINT_COLUMNS[1:]}})
             continue
         ll = _lonlat_box(crs, box)
-        recs.append({"fp_crs": crs, "minx": box[0], "miny": box[1], "maxx": box[2], "maxy": box[3],
-                     "lon_min": ll[0], "lat_min": ll[1], "lon_max": ll[2], "lat_max": ll[3]})
+        recs.append(
+            {
+                "fp_crs": crs,
+                "minx": box[0],
+                "miny": box[1],
+                "maxx": box[2],
+                "maxy": box[3],
+                "lon_min": ll[0],
+                "lat_min": ll[1],
+                "lon_max": ll[2],
+                "lat_max": ll[3],
+            }
+        )
     fp = pd.DataFrame(recs, index=manifest.index, columns=FOOTPRINT_COLUMNS)
     out = manifest.drop(columns=[c for c in FOOTPRINT_COLUMNS if c in manifest.columns]).join(fp)
     return out
@@ -228,7 +243,7 @@ def spatial_groups(fp: pd.DataFrame, cell_m: float, near_m: float) -> np.ndarray
         else:
             first_in_cell[key] = int(i)
     for k, i in enumerate(geo[:-1]):
-        j = geo[k + 1:]
+        j = geo[k + 1 :]
         dist, _ = _gap_and_overlap(a, int(i), j)
         for jj in j[dist <= near_m]:
             uf.union(int(i), int(jj))
@@ -256,7 +271,8 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
             if fixed.setdefault(g, src) != src:
                 raise ValueError(
                     f"spatial group {g} holds pairs the imported dataset put in both {fixed[g]!r} and {src!r}: its "
-                    "own split leaks; re-import without source splits or lower split.group_cell_m / near_m")
+                    "own split leaks; re-import without source splits or lower split.group_cell_m / near_m"
+                )
     counts = {s: 0 for s in SPLITS}
     assigned: dict[str, str] = {}
     for g, s in fixed.items():
@@ -276,8 +292,11 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
         if any(v == s for v in assigned.values()):
             continue
         donors = {d: [g for g in order if assigned[g] == d] for d in wanted if d != s}
-        donors = {d: gs for d, gs in donors.items() if len(gs) > 1 or (len(gs) == 1 and
-                  sum(1 for v in assigned.values() if v == d) > 1)}
+        donors = {
+            d: gs
+            for d, gs in donors.items()
+            if len(gs) > 1 or (len(gs) == 1 and sum(1 for v in assigned.values() if v == d) > 1)
+        }
         if not donors:
             continue
         d = max(donors, key=lambda d: (len(donors[d]), -SPLITS.index(d)))
@@ -287,7 +306,11 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
     if empty:
         log.warning(
             "split: only %d spatial group(s) for %d pairs, so split(s) %s stay EMPTY. Add more, or more distant, "
-            "chips, or lower split.group_cell_m / split.near_m.", len(sizes), total, ", ".join(empty))
+            "chips, or lower split.group_cell_m / split.near_m.",
+            len(sizes),
+            total,
+            ", ".join(empty),
+        )
     return np.array([assigned[g] for g in groups])
 
 
@@ -301,7 +324,9 @@ def assert_disjoint(split_df: pd.DataFrame, manifest_df: pd.DataFrame) -> None:
     per_group = split_df.groupby("group")["split"].nunique()
     bad = per_group[per_group > 1]
     if len(bad):
-        detail = split_df[split_df["group"].isin(bad.index)].groupby("group")["split"].unique().head(5).to_dict()
+        detail = (
+            split_df[split_df["group"].isin(bad.index)].groupby("group")["split"].unique().head(5).to_dict()
+        )
         raise SplitLeakError(f"{len(bad)} spatial group(s) straddle splits: {detail}")
     df = manifest_df.merge(split_df[["pair_id", "split"]], on="pair_id", how="inner")
     if len(df) < 2:
@@ -311,7 +336,7 @@ def assert_disjoint(split_df: pd.DataFrame, manifest_df: pd.DataFrame) -> None:
     ids = df["pair_id"].to_numpy()
     geo = np.flatnonzero(a["geo"])
     for k, i in enumerate(geo[:-1]):
-        j = geo[k + 1:]
+        j = geo[k + 1 :]
         j = j[splits[j] != splits[i]]
         if not len(j):
             continue
@@ -321,7 +346,8 @@ def assert_disjoint(split_df: pd.DataFrame, manifest_df: pd.DataFrame) -> None:
         if len(hit):
             raise SplitLeakError(
                 f"pair {ids[i]} ({splits[i]}) overlaps {len(hit)} pair(s) in other splits, e.g. "
-                f"{ids[hit[0]]} ({splits[hit[0]]})")
+                f"{ids[hit[0]]} ({splits[hit[0]]})"
+            )
 
 
 # ------------------------------------------------------------------------------------- running
@@ -334,8 +360,11 @@ def run_split(params: Params, raw_dir: Path, report_csv: Path, out_dir: Path) ->
     accepted = report.loc[report["status"].astype(str).str.strip() == "accepted", "pair_id"].astype(str)
     unknown = sorted(set(accepted) - set(manifest["pair_id"]))
     if unknown:
-        log.warning("split: %d accepted pair(s) are not in the manifest (stale report?), e.g. %s; ignored",
-                    len(unknown), unknown[:3])
+        log.warning(
+            "split: %d accepted pair(s) are not in the manifest (stale report?), e.g. %s; ignored",
+            len(unknown),
+            unknown[:3],
+        )
     m = manifest[manifest["pair_id"].isin(set(accepted))].sort_values("pair_id").reset_index(drop=True)
     if m.empty:
         raise ValueError(f"{report_csv}: no accepted pairs to split ({len(report)} in the report)")
@@ -343,13 +372,27 @@ def run_split(params: Params, raw_dir: Path, report_csv: Path, out_dir: Path) ->
     fp = footprints(m, raw_dir, report[report["pair_id"].isin(set(m["pair_id"]))])
     n_nogeo = int((fp["fp_crs"] == "").sum())
     if n_nogeo:
-        log.warning("split: %d of %d pairs are not georeferenced; each is its own group and spatial "
-                    "disjointness cannot be checked for them", n_nogeo, len(fp))
+        log.warning(
+            "split: %d of %d pairs are not georeferenced; each is its own group and spatial "
+            "disjointness cannot be checked for them",
+            n_nogeo,
+            len(fp),
+        )
     groups = spatial_groups(fp, sp.group_cell_m, sp.near_m)
     splits = assign_groups(groups, fp["source_split"].fillna("").astype(str).to_numpy(), sp)
-    lon = np.where(np.isfinite(fp["lon_min"]), (fp["lon_min"] + fp["lon_max"]) / 2.0, pd.to_numeric(fp["lon"], errors="coerce"))
-    lat = np.where(np.isfinite(fp["lat_min"]), (fp["lat_min"] + fp["lat_max"]) / 2.0, pd.to_numeric(fp["lat"], errors="coerce"))
-    split_df = pd.DataFrame({"pair_id": fp["pair_id"], "split": splits, "group": groups, "lon": lon, "lat": lat})
+    lon = np.where(
+        np.isfinite(fp["lon_min"]),
+        (fp["lon_min"] + fp["lon_max"]) / 2.0,
+        pd.to_numeric(fp["lon"], errors="coerce"),
+    )
+    lat = np.where(
+        np.isfinite(fp["lat_min"]),
+        (fp["lat_min"] + fp["lat_max"]) / 2.0,
+        pd.to_numeric(fp["lat"], errors="coerce"),
+    )
+    split_df = pd.DataFrame(
+        {"pair_id": fp["pair_id"], "split": splits, "group": groups, "lon": lon, "lat": lat}
+    )
     assert_disjoint(split_df, fp)
 
     summary = {

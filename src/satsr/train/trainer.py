@@ -147,8 +147,13 @@ def make_optimizer(sp: TrainStageParams, lr: float, total_steps: int, scale: tf.
     kw: dict[str, Any] = dict(learning_rate=schedule, beta_1=o.betas[0], beta_2=o.betas[1], epsilon=o.epsilon,
                               clipnorm=o.clipnorm, name=name)
     if o.name == "adamw":
-        return keras.optimizers.AdamW(weight_decay=o.weight_decay, **kw)
-    return keras.optimizers.Adam(**kw)
+        opt = keras.optimizers.AdamW(weight_decay=o.weight_decay, **kw)
+    else:
+        opt = keras.optimizers.Adam(**kw)
+    if keras.config.dtype_policy().name == "mixed_float16":
+        # float16 gradients underflow without loss scaling; the wrapper also skips non-finite steps.
+        opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
+    return opt
 
 
 def load_init_weights(model: keras.Model, path: str | Path, arch: str) -> None:
@@ -180,18 +185,48 @@ def bicubic_x3(lr: tf.Tensor) -> tf.Tensor:
     return tf.image.resize(lr, hw, method="bicubic")
 
 
-def psnr_ssim(sr: tf.Tensor, hr: tf.Tensor, border: int = BORDER) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image PSNR (dB) and SSIM on [0, 1] after clipping SR and cropping ``border`` px."""
+def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).astype(np.float32)
+
+
+def ssim(a: tf.Tensor, b: tf.Tensor, max_val: float = 1.0) -> tf.Tensor:
+    """Per-image SSIM, the same as ``tf.image.ssim`` (11 px Gaussian, sigma 1.5, k1 0.01, k2 0.03,
+    'valid' windows, mean over pixels and channels) but with the separable Gaussian applied as two
+    1-D passes on the five stacked statistics: about 4x faster on CPU."""
+    c = int(a.shape[-1])
+    g = tf.constant(_gaussian_1d())
+    kv = tf.tile(tf.reshape(g, [-1, 1, 1, 1]), [1, 1, 5 * c, 1])
+    kh = tf.tile(tf.reshape(g, [1, -1, 1, 1]), [1, 1, 5 * c, 1])
+    stats = tf.concat([a, b, a * a, b * b, a * b], axis=-1)
+    blurred = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(stats, kv, [1, 1, 1, 1], "VALID"),
+                                     kh, [1, 1, 1, 1], "VALID")
+    mu_a, mu_b, e_aa, e_bb, e_ab = tf.split(blurred, 5, axis=-1)
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    luminance = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    cs = (2 * (e_ab - mu_a * mu_b) + c2) / ((e_aa - mu_a**2) + (e_bb - mu_b**2) + c2)
+    return tf.reduce_mean(luminance * cs, axis=[1, 2, 3])
+
+
+@tf.function(reduce_retracing=True)
+def _psnr_ssim_graph(sr: tf.Tensor, hr: tf.Tensor, border: int, with_ssim: bool):
     sr = tf.clip_by_value(tf.cast(sr, tf.float32), 0.0, 1.0)
     hr = tf.cast(hr, tf.float32)
     if border:
         sr, hr = sr[:, border:-border, border:-border], hr[:, border:-border, border:-border]
-    psnr = tf.image.psnr(sr, hr, max_val=1.0).numpy()
-    if min(int(hr.shape[1]), int(hr.shape[2])) >= 11:
-        ssim = tf.image.ssim(sr, hr, max_val=1.0).numpy()
-    else:
-        ssim = np.full(psnr.shape, np.nan)
-    return psnr, ssim
+    psnr = tf.image.psnr(sr, hr, max_val=1.0)
+    ssim_v = ssim(sr, hr) if with_ssim else tf.fill(tf.shape(psnr), float("nan"))
+    return psnr, ssim_v
+
+
+def psnr_ssim(sr: tf.Tensor, hr: tf.Tensor, border: int = BORDER) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image PSNR (dB) and SSIM on [0, 1] after clipping SR and cropping ``border`` px
+    (SSIM is NaN for images under 11 px, its Gaussian window, after the crop). (Graph mode:
+    eager ``tf.image.ssim`` cost about 0.25 s per 192 px image on two cores.)"""
+    with_ssim = min(int(hr.shape[1]), int(hr.shape[2])) - 2 * border >= 11
+    psnr, ssim = _psnr_ssim_graph(sr, hr, border, with_ssim)
+    return psnr.numpy(), ssim.numpy()
 
 
 def evaluate(predict, val_ds: tf.data.Dataset) -> dict[str, float]:
@@ -364,6 +399,11 @@ def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir
     if init_weights is not None and not init_weights.is_file():
         raise TrainError(f"{name}: {init_weights}: pretrained weights not found; run `dvc repro "
                          f"pretrain@{arch}` (or `satsr pretrain {arch}`) first, or use --no-init")
+    if is_gan and sp.perceptual == "vgg19" and any(p.perceptual_weight > 0 for p in sp.gan):
+        try:
+            losses.vgg19_weights_path()  # fail before any work when the weights cannot be had
+        except losses.PerceptualWeightsError as err:
+            raise losses.PerceptualWeightsError(f"{name}: {err}") from None
 
     policy = precision_policy(params.train.mixed_precision)
     previous_policy = keras.config.dtype_policy()
@@ -473,7 +513,7 @@ def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: 
                                   "model_params": n_params}, step=0)
         while True:
             try:
-                last = _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pixel_step,
+                last, history = _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pixel_step,
                                gan_step, train_ds, val_ds, predict, bicubic, ckpt, ckpt_dir, epoch_var,
                                step_var, history, plots_path, run is not None, timing, global_batch)
                 break
@@ -508,13 +548,15 @@ def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: 
 
 def _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pixel_step, gan_step, train_ds,
             val_ds, predict, bicubic, ckpt, ckpt_dir, epoch_var, step_var, history, plots_path, mlflow_on,
-            timing, global_batch) -> dict[str, float]:
-    """Run the remaining epochs; return the last validation metrics. Raises _NonFinite."""
+            timing, global_batch) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Run the remaining epochs; return the last validation metrics and the history. Raises _NonFinite."""
     name = f"{stage}@{arch}"
     tp = params.train
     start_epoch, global_step = int(epoch_var.numpy()), int(step_var.numpy())
     # Resume: skip the batches already consumed, so the batch sequence is that of an unbroken run.
-    it = iter(strategy.experimental_distribute_dataset(train_ds.skip(global_step)))
+    resumed_ds = train_ds.skip(global_step)
+    distributed = params.train.strategy != "default" or strategy.num_replicas_in_sync > 1
+    it = iter(strategy.experimental_distribute_dataset(resumed_ds) if distributed else resumed_ds)
     last_val = {"psnr": float("nan"), "ssim": float("nan")}
     if history:
         last_val = {"psnr": float(history[-1].get("val_psnr", float("nan"))),
@@ -547,9 +589,12 @@ def _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pi
             global_step += 1
         step_var.assign(global_step)
         epoch_seconds = time.perf_counter() - t_epoch
+        means = {k: v / sp.steps_per_epoch for k, v in sums.items()}
+        if disc is not None:  # same columns in every row of a GAN's CSV (pixel-only epochs: loss = pixel)
+            means = {"loss": means["loss"], "pixel": means.get("pixel", means["loss"]),
+                     **{k: means.get(k, float("nan")) for k in ("perceptual", "adversarial", "d_loss")}}
         row: dict[str, Any] = {"epoch": epoch + 1, "step": global_step, "phase": phase.name if phase else "pixel",
-                               "lr": float(np.asarray(g_opt.learning_rate)),
-                               **{k: v / sp.steps_per_epoch for k, v in sums.items()}}
+                               "lr": float(np.asarray(g_opt.learning_rate)), **means}
         last_epoch = epoch + 1 == sp.epochs
         if (epoch + 1) % sp.val_every_epochs == 0 or last_epoch:
             last_val = evaluate(predict, val_ds)
@@ -575,7 +620,7 @@ def _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pi
             epoch_var.assign(epoch + 1)
             ckpt.save(epoch + 1, global_step)
     epoch_var.assign(max(start_epoch, sp.epochs))
-    return last_val
+    return last_val, history
 
 
 def _finish(params, stage, arch, sp, generator, disc, out_dir, val_ds, bicubic, last_val, history, timing,

@@ -76,7 +76,7 @@ from tqdm import tqdm
 
 from satsr.config import HR_PIXEL_M, SCALE, Params
 from satsr.data import grids, manifest
-from satsr.data.geotiff import TAG_SENSOR, write_geotiff
+from satsr.data.geotiff import TAG_SENSOR, sha256_file, write_geotiff
 from satsr.data.grids import Grid
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
 
@@ -192,6 +192,9 @@ _MGRS_ROWS = "ABCDEFGHJKLMNPQRSTUV"
 _FOREST, _PASTURE, _FIELD, _CUT, _SECONDARY = 0, 1, 2, 3, 4
 _ROAD_MAIN, _ROAD_SIDE = 1, 2
 _PATH_STEP_PX = 0.5
+_PATH_KNOTS = 7
+#: The Gaussian PSF is cut at this many sigmas (the weight beyond is < 1e-8).
+_PSF_TRUNCATE = 6.0
 
 
 # =============================================================================== planning
@@ -239,18 +242,35 @@ class PlannedPair:
         return manifest.chip_name(self.index, self.hr_date, "S2", self.lon, self.lat)
 
 
+def _per_region(params: Params) -> int:
+    demo = params.source.demo
+    return math.ceil(demo.n_locations / min(demo.n_regions, demo.n_locations))
+
+
 def demo_locations(params: Params) -> list[tuple[float, float]]:
-    """Chip centres (lon, lat): rows of the seed's moving-square scan, eastwards from ``origin``,
-    rows stepped southwards by the same step (so neighbours overlap slightly when step_factor < 2)."""
+    """Chip centres (lon, lat), as the seed scanned them: ``n_regions`` separate regions, each a
+    moving-square line eastwards (neighbours overlap slightly when step_factor < 2).
+
+    Regions sit on a grid from ``origin``, ``region_gap_km`` apart beyond the length of a line, so
+    a spatially disjoint split has whole regions to distribute (chips of one line always connect).
+    """
     src, demo = params.source, params.source.demo
-    n = demo.n_locations
-    per_row = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / per_row)
-    starts = grids.moving_square(demo.origin, rows, src.buffer_m, demo.step_factor, heading_deg=180.0)
+    per_region = _per_region(params)
+    n_regions = math.ceil(demo.n_locations / per_region)
+    line_km = per_region * demo.step_factor * src.buffer_m / 1000.0 + 2 * src.buffer_m / 1000.0
+    pitch_km = line_km + demo.region_gap_km
+    cols = math.ceil(math.sqrt(n_regions))
     out: list[tuple[float, float]] = []
-    for start in starts:
-        out.extend(grids.moving_square(start, min(per_row, n - len(out)), src.buffer_m, demo.step_factor, 90.0))
+    for r in range(n_regions):
+        start = grids.offset_lonlat(*demo.origin, east_km=(r % cols) * pitch_km, north_km=-(r // cols) * pitch_km)
+        count = min(per_region, demo.n_locations - len(out))
+        out.extend(grids.moving_square(start, count, src.buffer_m, demo.step_factor, 90.0))
     return out
+
+
+def location_region(location: int, params: Params) -> str:
+    """The demo region (one moving-square line) a location belongs to."""
+    return f"demo_r{location // _per_region(params):02d}"
 
 
 def _utm_centre(lon: float, lat: float) -> tuple[str, float, float]:
@@ -285,7 +305,7 @@ def _overpass(day: dt.date, lon: float, local_h: float, rng: np.random.Generator
     The time of day wraps within ``day`` (not into the next or previous date), so the planned
     dates -- and with them the month and the gap between the sensors -- hold everywhere."""
     hours = local_h - lon / 15.0 + rng.uniform(-OVERPASS_JITTER_MIN, OVERPASS_JITTER_MIN) / 60.0
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     return start + dt.timedelta(seconds=round((hours % 24.0) * 3600.0) % 86400)
 
 
@@ -323,8 +343,8 @@ def plan_pairs(params: Params) -> list[PlannedPair]:
         crs, x, y = _utm_centre(lon, lat)
         lr_grid, hr_grid = grids.nested_grids(x, y, crs, src.lr_size)
         path, row = wrs2_path_row(lon, lat)
-        sites.append(dict(lon=lon, lat=lat, lr=lr_grid, hr=hr_grid, path=path, row=row,
-                          tile=mgrs_tile(lon, lat, x, y), orbit=int(rng.integers(1, S2_RELATIVE_ORBITS + 1))))
+        sites.append({"lon": lon, "lat": lat, "lr": lr_grid, "hr": hr_grid, "path": path, "row": row,
+                          "tile": mgrs_tile(lon, lat, x, y), "orbit": int(rng.integers(1, S2_RELATIVE_ORBITS + 1))})
     out = []
     for k in range(demo.n_pairs):
         loc = k % n_loc
@@ -356,7 +376,7 @@ def plan_pairs(params: Params) -> list[PlannedPair]:
                          f"_R{site['orbit']:03d}_T{site['tile']}_{generated:%Y%m%dT%H%M%S}")
         out.append(PlannedPair(
             index=k, pair_id=f"{k:05d}_{l8_day.isoformat()}_{site['lon']:.4f}_{site['lat']:.4f}",
-            location=loc, region=f"demo_{loc:03d}", lon=site["lon"], lat=site["lat"],
+            location=loc, region=location_region(loc, params), lon=site["lon"], lat=site["lat"],
             lr_grid=site["lr"], hr_grid=site["hr"], lr_time=lr_time, hr_time=hr_time,
             defect=defect, defect_side=side, lr_scene_id=lr_scene_id, hr_scene_id=hr_scene_id,
             lr_product_id=lr_product_id, hr_product_id=hr_product_id, lr_cloud=lr_cloud, hr_cloud=hr_cloud,
@@ -449,7 +469,10 @@ def _path(rng: np.random.Generator, start: tuple[float, float], heading: float, 
           wander: float, meander_amp: float = 0.0, meander_len: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A smooth random path (y, x, heading per sample), sampled every half pixel."""
     n = max(int(length / _PATH_STEP_PX), 2)
-    walk = ndimage.gaussian_filter1d(rng.standard_normal(n), sigma=max(n / 12, 1.0), mode="nearest")
+    # heading wanders smoothly: random turns at a few knots, linearly interpolated (cheap, and a
+    # piecewise-constant curvature is what road and river bends look like at 10 m)
+    knots = rng.standard_normal(_PATH_KNOTS)
+    walk = np.interp(np.linspace(0.0, 1.0, n), np.linspace(0.0, 1.0, _PATH_KNOTS), knots)
     walk *= wander / max(float(np.abs(walk).max()), 1e-9)
     s = np.arange(n) * _PATH_STEP_PX
     theta = heading + walk + meander_amp * np.sin(2 * np.pi * s / meander_len + rng.uniform(0, 2 * np.pi))
@@ -519,9 +542,9 @@ def _build_layout(rng: np.random.Generator, spec: _Spectrum, yy: np.ndarray, xx:
     mid = soil = spec.noise(rng, CANOPY_MID_M, beta=2.5)
 
     # land use by zone quantiles: fields lowest, then pasture, forest highest
-    forest_share = rng.uniform(0.3, 0.75)
+    forest_share = rng.uniform(0.35, 0.85)
     field_share = rng.uniform(0.0, 0.45) * (rng.random() < 0.6)
-    q_field, q_pasture = np.quantile(zone[::4, ::4], [field_share, min(1.0 - forest_share + field_share, 1.0)])
+    q_field, q_pasture = np.quantile(zone[::4, ::4], [min(field_share, 1.0 - forest_share), 1.0 - forest_share])
     cls = np.where(zone < q_pasture, _PASTURE, _FOREST).astype(np.uint8)
     cls[(cls == _FOREST) & (mid > 1.2)] = _SECONDARY
 
@@ -699,7 +722,7 @@ def _add_clouds(img: np.ndarray, rng: np.random.Generator, spec: _Spectrum, pad:
     alpha = np.clip((field - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
     alpha = alpha * alpha * (3 - 2 * alpha)  # smoothstep: soft edges, flat opaque cores
     offset, angle = _px(_u(rng, SHADOW_OFFSET_M)), rng.uniform(0, 2 * np.pi)
-    shadow = _translate(alpha, int(round(offset * math.sin(angle))), int(round(offset * math.cos(angle))))
+    shadow = _translate(alpha, round(offset * math.sin(angle)), round(offset * math.cos(angle)))
     img *= 1 - _u(rng, SHADOW_DARKENING) * shadow
     top = _u(rng, CLOUD_TOP) * _rgb(CLOUD_TINT)[:, None, None] * (0.92 + 0.08 * np.tanh(spec.noise(rng, CLOUD_M, 2.0)))
     img[:] = img * (1 - alpha) + top * alpha
@@ -752,6 +775,12 @@ def _psi(z: np.ndarray) -> np.ndarray:
     return z * ndtr(z) + np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
 
 
+def _kernel_reach(sigma: float, shift: float) -> float:
+    """How far (HR pixels) a detector's weights reach from its block centre: half the block, half a
+    pixel, the PSF out to ``_PSF_TRUNCATE`` sigmas, and the shift."""
+    return SCALE / 2 + 0.5 + _PSF_TRUNCATE * sigma + abs(shift)
+
+
 def _axis_kernel(shift: float, sigma: float, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """1-D weights of one 30 m detector over the 10 m pixels, relative to its block's first pixel.
 
@@ -765,7 +794,7 @@ def _axis_kernel(shift: float, sigma: float, reach: int) -> tuple[np.ndarray, np
     d = j - (SCALE - 1) / 2 + shift  # pixel centre relative to the displaced detector centre
     h = SCALE / 2
     w = s * (_psi((d + 0.5 + h) / s) - _psi((d - 0.5 + h) / s) - _psi((d + 0.5 - h) / s) + _psi((d - 0.5 - h) / s))
-    keep = w > 1e-7
+    keep = (np.abs(d) <= _kernel_reach(sigma, 0.0)) & (w > 0)
     return j[keep].astype(int), (w[keep] / w[keep].sum()).astype(np.float32)
 
 
@@ -776,12 +805,14 @@ def _landsat(canvas: np.ndarray, pad: int, n: int, sigma_hr: float, shift_hr: tu
     nl = n // SCALE
     jy, wy = _axis_kernel(shift_hr[0], sigma_hr, pad)
     jx, wx = _axis_kernel(shift_hr[1], sigma_hr, pad)
-    rows = np.zeros((3, canvas.shape[1], nl), np.float32)
+    top = pad + int(jy[0])  # only the canvas rows the kernel reaches
+    band = canvas[:, top:pad + int(jy[-1]) + n]
+    rows = np.zeros((3, band.shape[1], nl), np.float32)
     for j, w in zip(jx, wx):
-        rows += w * canvas[:, :, pad + j:pad + j + n:SCALE]
+        rows += w * band[:, :, pad + j:pad + j + n:SCALE]
     lr = np.zeros((3, nl, nl), np.float32)
     for j, w in zip(jy, wy):
-        lr += w * rows[:, pad + j:pad + j + n:SCALE, :]
+        lr += w * rows[:, pad + j - top:pad + j - top + n:SCALE, :]
     lr = lr * _rgb(HLS_SLOPE)[:, None, None] + _rgb(HLS_OFFSET)[:, None, None]
     lr += np.float32(noise) * rng.standard_normal(lr.shape, dtype=np.float32)
     return lr
@@ -792,8 +823,8 @@ def _canvas_geometry(params: Params) -> tuple[int, int]:
     shift (and cloud shadows from outside the chip); M is a fast FFT length for the noise."""
     src, demo = params.source, params.source.demo
     n = src.hr_size
-    reach = SCALE * max(demo.bad_shift_lr_px, demo.max_good_shift_lr_px) + 5 * demo.psf_sigma_hr_px
-    pad = int(math.ceil(reach)) + 2 * SCALE
+    pad = math.ceil(_kernel_reach(demo.psf_sigma_hr_px, SCALE * max(demo.bad_shift_lr_px, demo.max_good_shift_lr_px)))
+    pad += 2 * SCALE
     m = sfft.next_fast_len(n + 2 * pad, real=True)
     return m, pad
 
@@ -818,9 +849,10 @@ def _tags(p: PlannedPair, side: str, fp: str, clear: float) -> dict[str, object]
     return tags
 
 
-def _generate_location(task: tuple[Params, str, int, list[PlannedPair]]) -> list[dict[str, Any]]:
-    """Worker: build one location's landscape once, then every requested pair of it."""
-    params, out_dir, loc, pairs = task
+def _generate_location(task: tuple[Params, str, int, list[PlannedPair], dict[str, _Intact]]) -> list[dict[str, Any]]:
+    """Worker: build one location's landscape once, then every requested pair of it (a file left
+    intact by an earlier run is not rewritten: the pair is deterministic, so it would not change)."""
+    params, out_dir, loc, pairs, intact = task
     demo = params.source.demo
     n = params.source.hr_size
     m, pad = _canvas_geometry(params)
@@ -834,7 +866,8 @@ def _generate_location(task: tuple[Params, str, int, list[PlannedPair]]) -> list
         month = p.lr_time.date()
         months = (month.year - demo.start_date.year) * 12 + month.month - demo.start_date.month
         ground = _render(lay, month, months, rng)
-        lr_canvas, hr_canvas = ground, ground.copy()
+        # a defect on one side needs its own copy of the ground; good pairs share it
+        lr_canvas, hr_canvas = ground, (ground.copy() if p.defect in ("cloud", "haze", "change") else ground)
         side_canvas = lr_canvas if p.defect_side == "lr" else hr_canvas
         mask = np.zeros((m, m), bool)
         if p.defect == "cloud":
@@ -864,8 +897,11 @@ def _generate_location(task: tuple[Params, str, int, list[PlannedPair]]) -> list
         hr_clear = 1.0 - float(hr_mask.mean()) if p.defect_side == "hr" else 1.0
         lr_dn, hr_dn = L8_C2_L2.from_reflectance(lr), S2_SR.from_reflectance(hr)
         out = Path(out_dir)
-        lr_sha = write_geotiff(out / p.lr_file, lr_dn, p.lr_grid, L8_C2_L2, LANDSAT_RGB, _tags(p, "lr", fp, lr_clear))
-        hr_sha = write_geotiff(out / p.hr_file, hr_dn, p.hr_grid, S2_SR, S2_RGB, _tags(p, "hr", fp, hr_clear))
+        keep = intact.get(p.pair_id, {})
+        lr_sha = keep.get("lr") or write_geotiff(out / p.lr_file, lr_dn, p.lr_grid, L8_C2_L2, LANDSAT_RGB,
+                                                 _tags(p, "lr", fp, lr_clear))
+        hr_sha = keep.get("hr") or write_geotiff(out / p.hr_file, hr_dn, p.hr_grid, S2_SR, S2_RGB,
+                                                 _tags(p, "hr", fp, hr_clear))
         rows.append(_row(p, lr_sha, hr_sha, lr_clear, hr_clear))
     return rows
 
@@ -893,31 +929,47 @@ def _file_fingerprint(path: Path) -> str | None:
         return None
 
 
-def _resumable(out_dir: Path, plan: list[PlannedPair], fp: str) -> dict[str, dict[str, Any]]:
-    """Rows of an earlier run that can stay: same pair id and file names, files intact, same params."""
+#: Resume state of one pair: side ('lr' / 'hr') -> sha256 of its intact file from an earlier run.
+_Intact = dict[str, str]
+
+
+def _resumable(out_dir: Path, plan: list[PlannedPair], fp: str) -> tuple[dict[str, dict[str, Any]], dict[str, _Intact]]:
+    """What an earlier run left that can stay: complete rows (both files intact) and, for pairs
+    with one file missing or damaged, the intact other file (the pair is made again, that file is
+    not rewritten). A file is intact when the manifest row has the planned names, the file matches
+    its checksum and carries this generator's parameter fingerprint."""
     if not (out_dir / manifest.MANIFEST_NAME).is_file():
-        return {}
+        return {}, {}
     try:
         old = manifest.read_manifest(out_dir)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         log.warning("demo: ignoring unreadable previous manifest (%s); all pairs are made again", err)
-        return {}
+        return {}, {}
     by_id = {str(r["pair_id"]): r for r in old.to_dict("records")}
-    keep = {}
+    complete, partial = {}, {}
     for p in plan:
         r = by_id.get(p.pair_id)
-        if (r is not None and r.get("provider") == PROVIDER and r.get("lr_file") == p.lr_file
-                and r.get("hr_file") == p.hr_file and manifest.is_complete(out_dir, r)
-                and _file_fingerprint(out_dir / p.lr_file) == fp and _file_fingerprint(out_dir / p.hr_file) == fp):
-            keep[p.pair_id] = _row(p, r["lr_sha256"], r["hr_sha256"], float(r["lr_clear_fraction"]),
-                                   float(r["hr_clear_fraction"]))
-    return keep
+        if r is None or r.get("provider") != PROVIDER or (r.get("lr_file"), r.get("hr_file")) != (p.lr_file, p.hr_file):
+            continue
+        intact = {}
+        for side in ("lr", "hr"):
+            path, digest = out_dir / r[f"{side}_file"], r.get(f"{side}_sha256")
+            if (isinstance(digest, str) and path.is_file() and sha256_file(path) == digest
+                    and _file_fingerprint(path) == fp):
+                intact[side] = digest
+        if len(intact) == 2:
+            complete[p.pair_id] = _row(p, intact["lr"], intact["hr"], float(r["lr_clear_fraction"]),
+                                       float(r["hr_clear_fraction"]))
+        elif intact:
+            partial[p.pair_id] = intact
+    return complete, partial
 
 
 def run(params: Params, out_dir: Path) -> pd.DataFrame:
     """Write (or complete) the demo dataset in ``out_dir``; returns the manifest it wrote.
 
-    Deterministic: the same params give byte-identical files, whatever ``workers`` is.
+    Deterministic: the same params give byte-identical files, whatever ``workers`` is. Files an
+    earlier run completed are neither made nor touched again; files outside the plan are removed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -926,7 +978,7 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
                 "imagery) to %s; set source.provider to 'gee' or 'folder' for real data", out_dir)
     plan = plan_pairs(params)
     fp = fingerprint(params)
-    rows = _resumable(out_dir, plan, fp)
+    rows, partial = _resumable(out_dir, plan, fp)
     removed = manifest.prune_unlisted(out_dir, {f for p in plan for f in (p.lr_file, p.hr_file)})
     if removed:
         log.info("demo: removed %d file(s) not in the plan", len(removed))
@@ -937,12 +989,12 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     by_loc: dict[int, list[PlannedPair]] = {}
     for p in todo:
         by_loc.setdefault(p.location, []).append(p)
-    tasks = [(params, str(out_dir), loc, pairs) for loc, pairs in sorted(by_loc.items())]
+    tasks = [(params, str(out_dir), loc, pairs, {p.pair_id: partial[p.pair_id] for p in pairs if p.pair_id in partial})
+             for loc, pairs in sorted(by_loc.items())]
     workers = min(demo.workers, len(tasks))
     with tqdm(total=len(todo), desc="DEMO DATA pairs", unit="pair", disable=not todo) as bar:
         if workers <= 1:
-            results = map(_generate_location, tasks)
-            _collect(results, rows, out_dir, bar)
+            _collect(map(_generate_location, tasks), rows, out_dir, bar)
         else:
             with _mp_context().Pool(workers) as pool:
                 _collect(pool.imap_unordered(_generate_location, tasks), rows, out_dir, bar)

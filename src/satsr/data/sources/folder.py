@@ -54,15 +54,27 @@ from satsr.data.geotiff import (
 )
 from satsr.data.grids import Grid
 from satsr.data.manifest import MANIFEST_NAME, is_complete, prune_unlisted, read_manifest, write_manifest
-from satsr.data.radiometry import BY_NAME, L8_C2_L2, LANDSAT_RGB, REFLECTANCE, S2_RGB, S2_SR, Encoding
+from satsr.data.radiometry import (
+    BY_NAME,
+    L8_C2_L2,
+    LANDSAT_RGB,
+    REFLECTANCE,
+    S2_RGB,
+    S2_SR,
+    UINT8_STRETCHED,
+    UINT16_STRETCHED,
+    Encoding,
+)
 
 log = logging.getLogger(__name__)
 
-#: 8-bit stretched imagery (the seed's PNGs, L8S2PS samples): an undocumented stretch, so it is
-#: only a *pseudo*-reflectance in [0, 1]; the filter and the PNG stage still need one number scale.
-UINT8_STRETCHED = Encoding("uint8_stretched", "uint8", 1.0 / 255.0, 0.0, None)
-#: 16-bit stretched imagery without a documented mapping (pseudo-reflectance in [0, 1]).
-UINT16_STRETCHED = Encoding("uint16_stretched", "uint16", 1.0 / 65535.0, 0.0, None)
+
+
+def is_pseudo_reflectance(r: Raster) -> bool:
+    """True for chips imported from 8/16-bit stretched imagery (satsr encoding tag)."""
+    enc = BY_NAME.get(r.tags.get(TAG_ENCODING, ""))
+    return enc is not None and not enc.physical
+
 
 #: Written beside the manifest: the import settings the existing chips were made with. A change
 #: (other folder, other lr_size, forced encoding...) invalidates every chip instead of resuming.
@@ -75,7 +87,10 @@ SEED_TIF_RE = re.compile(
 SEED_PNG_SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_DATE_RES = (re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"), re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"))
+_DATE_RES = (
+    re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"),
+    re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"),
+)
 
 LAYOUT_HELP = {
     "seed_tif": "files named <id>_<date>_L8_<lon>_<lat>.tif and <id>_<date>_S2_<lon>_<lat>.tif",
@@ -161,14 +176,26 @@ def _read(path: Path, window: Window | None) -> Raster:
 # ----------------------------------------------------------------------------------- encodings
 def _forced(name: str, r: Raster) -> Encoding:
     """A forced encoding (params) adapted to the file's dtype and nodata."""
-    base = {"l8_c2_dn": L8_C2_L2, "s2_dn": S2_SR, "reflectance": REFLECTANCE, "uint8_stretched": UINT8_STRETCHED}[name]
+    base = {
+        "l8_c2_dn": L8_C2_L2,
+        "s2_dn": S2_SR,
+        "reflectance": REFLECTANCE,
+        "uint8_stretched": UINT8_STRETCHED,
+    }[name]
     nodata = r.nodata if r.nodata is not None else base.nodata
-    if nodata is not None and np.issubdtype(r.data.dtype, np.floating) and base.nodata == 0 and r.nodata is None:
+    if (
+        nodata is not None
+        and np.issubdtype(r.data.dtype, np.floating)
+        and base.nodata == 0
+        and r.nodata is None
+    ):
         nodata = None  # float DN exports rarely use 0 as fill; do not invent one
     return dataclasses.replace(base, dtype=str(r.data.dtype), nodata=nodata)
 
 
-def detect_encoding(r: Raster, forced: str = "auto", side: str = "lr", png_mapping: tuple[float, float] | None = None) -> Encoding:
+def detect_encoding(
+    r: Raster, forced: str = "auto", side: str = "lr", png_mapping: tuple[float, float] | None = None
+) -> Encoding:
     """The encoding of a source raster: forced by params, else read from the file.
 
     ``auto``: satsr tag or GDAL scale/offset (``geotiff.encoding_of``); float -> reflectance;
@@ -198,18 +225,32 @@ def detect_encoding(r: Raster, forced: str = "auto", side: str = "lr", png_mappi
     guess = L8_C2_L2 if side == "lr" and median > 7273 else S2_SR
     log.warning(
         "%s: %s without scale/offset metadata; guessing %s (median DN %.0f). Set source.folder.%s_encoding "
-        "to be sure.", r.path, dtype, guess.name, median, side,
+        "to be sure.",
+        r.path,
+        dtype,
+        guess.name,
+        median,
+        side,
     )
     return dataclasses.replace(guess, dtype=dtype, nodata=r.nodata if r.nodata is not None else guess.nodata)
 
 
 # ------------------------------------------------------------------------------------ writing
 def _is_simple_grid(crs: CRS | None, tr: Affine) -> bool:
-    return crs is not None and tr.b == 0 and tr.d == 0 and tr.a > 0 and math.isclose(-tr.e, tr.a, rel_tol=1e-9)
+    return (
+        crs is not None and tr.b == 0 and tr.d == 0 and tr.a > 0 and math.isclose(-tr.e, tr.a, rel_tol=1e-9)
+    )
 
 
-def write_chip(path: Path, data: np.ndarray, crs: CRS | None, tr: Affine, enc: Encoding,
-               band_names: tuple[str, ...], tags: dict[str, object]) -> str:
+def write_chip(
+    path: Path,
+    data: np.ndarray,
+    crs: CRS | None,
+    tr: Affine,
+    enc: Encoding,
+    band_names: tuple[str, ...],
+    tags: dict[str, object],
+) -> str:
     """Write a chip atomically with its encoding; returns its sha256.
 
     North-up square-pixel georeferenced chips go through ``geotiff.write_geotiff`` (the one raw
@@ -218,10 +259,18 @@ def write_chip(path: Path, data: np.ndarray, crs: CRS | None, tr: Affine, enc: E
     if _is_simple_grid(crs, tr):
         grid = Grid(crs.to_string(), tr.c, tr.f, tr.a, data.shape[2], data.shape[1])
         return write_geotiff(path, data, grid, enc, band_names, tags)
-    profile = dict(
-        driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=enc.dtype,
-        transform=tr, nodata=enc.nodata, compress="deflate", predictor=2, interleave="pixel",
-    )
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": enc.dtype,
+        "transform": tr,
+        "nodata": enc.nodata,
+        "compress": "deflate",
+        "predictor": 2,
+        "interleave": "pixel",
+    }
     if crs is not None:
         profile["crs"] = crs
     if data.shape[1] >= 256 and data.shape[2] >= 256:
@@ -260,8 +309,11 @@ def _centre_lonlat(crs: CRS | None, tr: Affine, width: int, height: int) -> tupl
 # --------------------------------------------------------------------------------- discovering
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in suffixes and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
 
@@ -284,7 +336,9 @@ def _plan_seed_tif(root: Path) -> list[_Job]:
         key = (m["id"], m["date"], round(float(m["lon"]), 4), round(float(m["lat"]), 4))
         sensor = m["sensor"].upper()
         if key in sides[sensor]:
-            log.warning("seed_tif: %s duplicates %s (same id, date and place); ignored", p, sides[sensor][key])
+            log.warning(
+                "seed_tif: %s duplicates %s (same id, date and place); ignored", p, sides[sensor][key]
+            )
             continue
         sides[sensor][key] = p
         meta[p] = m
@@ -317,8 +371,16 @@ def _plan_seed_tif(root: Path) -> list[_Job]:
         lr_date = parse_date(meta[l8]["date"]) if l8 else ""
         hr_date = parse_date(meta[s2]["date"]) if s2 else ""
         pid = _safe_id(f"{m['id']}_{m['date']}_{float(m['lon']):.4f}_{float(m['lat']):.4f}")
-        jobs.append(_Job(pid, _Side(l8), _Side(s2), lr_date=lr_date, hr_date=hr_date,
-                         lonlat_hint=(float(m["lon"]), float(m["lat"]))))
+        jobs.append(
+            _Job(
+                pid,
+                _Side(l8),
+                _Side(s2),
+                lr_date=lr_date,
+                hr_date=hr_date,
+                lonlat_hint=(float(m["lon"]), float(m["lat"])),
+            )
+        )
     return jobs
 
 
@@ -342,12 +404,16 @@ def _plan_seed_png(root: Path) -> list[_Job]:
         hr = {p.name: p for p in _files(hr_dir, IMAGE_SUFFIXES)} if hr_dir else {}
         for name in sorted(set(lr) | set(hr)):
             stem = Path(name).stem
-            jobs.append(_Job(
-                _safe_id(f"{split}_{stem}"),
-                _Side(lr.get(name), local_pixel=LR_PIXEL_M),
-                _Side(hr.get(name), local_pixel=HR_PIXEL_M),
-                lr_date=parse_date(stem), hr_date=parse_date(stem), source_split=split,
-            ))
+            jobs.append(
+                _Job(
+                    _safe_id(f"{split}_{stem}"),
+                    _Side(lr.get(name), local_pixel=LR_PIXEL_M),
+                    _Side(hr.get(name), local_pixel=HR_PIXEL_M),
+                    lr_date=parse_date(stem),
+                    hr_date=parse_date(stem),
+                    source_split=split,
+                )
+            )
     if not found or not jobs:
         raise _nothing_found(root, "seed_png")
     return jobs
@@ -386,8 +452,16 @@ def _plan_pattern(root: Path, params: Params) -> list[_Job]:
 def _plan_scene(key: str, lr: Path | None, hr: Path | None, params: Params) -> list[_Job]:
     """One job for the whole pair, or one per chip when the scene is large enough to cut."""
     base = _safe_id(key)
-    whole = [_Job(base, _Side(lr), _Side(hr), region=base,
-                  lr_date=parse_date(lr.name) if lr else "", hr_date=parse_date(hr.name) if hr else "")]
+    whole = [
+        _Job(
+            base,
+            _Side(lr),
+            _Side(hr),
+            region=base,
+            lr_date=parse_date(lr.name) if lr else "",
+            hr_date=parse_date(hr.name) if hr else "",
+        )
+    ]
     n = params.source.lr_size
     if not params.source.folder.cut_into_chips or lr is None or hr is None:
         return whole
@@ -399,8 +473,15 @@ def _plan_scene(key: str, lr: Path | None, hr: Path | None, params: Params) -> l
     if lw <= n and lh <= n:
         return whole
     if (hw, hh) != (lw * SCALE, lh * SCALE):
-        log.warning("%s: HR %dx%d is not exactly %dx LR %dx%d; not cut, imported whole (the filter will judge it)",
-                    key, hw, hh, SCALE, lw, lh)
+        log.warning(
+            "%s: HR %dx%d is not exactly %dx LR %dx%d; not cut, imported whole (the filter will judge it)",
+            key,
+            hw,
+            hh,
+            SCALE,
+            lw,
+            lh,
+        )
         return whole
     if lcrs != hcrs:
         log.warning("%s: LR and HR have different CRS (%s vs %s); not cut, imported whole", key, lcrs, hcrs)
@@ -408,22 +489,38 @@ def _plan_scene(key: str, lr: Path | None, hr: Path | None, params: Params) -> l
     # Same pixel window on both; report (do not fix) an origin offset between the two grids.
     dx, dy = (htr.c - ltr.c) / abs(htr.a), (htr.f - ltr.f) / abs(htr.e)
     if abs(dx) > 0.01 or abs(dy) > 0.01:
-        log.warning("%s: HR grid origin is offset from LR by (%.2f, %.2f) HR px; chips keep their own transforms "
-                    "and the filter's registration check measures the shift", key, dx, -dy)
+        log.warning(
+            "%s: HR grid origin is offset from LR by (%.2f, %.2f) HR px; chips keep their own transforms "
+            "and the filter's registration check measures the shift",
+            key,
+            dx,
+            -dy,
+        )
     cols, rows = lw // n, lh // n
     if lw % n or lh % n:
-        log.info("%s: %d x %d LR px do not divide by %d; %d right / %d bottom px are left out",
-                 key, lw, lh, n, lw % n, lh % n)
+        log.info(
+            "%s: %d x %d LR px do not divide by %d; %d right / %d bottom px are left out",
+            key,
+            lw,
+            lh,
+            n,
+            lw % n,
+            lh % n,
+        )
     jobs = []
     d_lr, d_hr = parse_date(lr.name), parse_date(hr.name)
     for r in range(rows):
         for c in range(cols):
-            jobs.append(_Job(
-                f"{base}_r{r * n:05d}_c{c * n:05d}",
-                _Side(lr, Window(c * n, r * n, n, n)),
-                _Side(hr, Window(c * n * SCALE, r * n * SCALE, n * SCALE, n * SCALE)),
-                region=base, lr_date=d_lr, hr_date=d_hr,
-            ))
+            jobs.append(
+                _Job(
+                    f"{base}_r{r * n:05d}_c{c * n:05d}",
+                    _Side(lr, Window(c * n, r * n, n, n)),
+                    _Side(hr, Window(c * n * SCALE, r * n * SCALE, n * SCALE, n * SCALE)),
+                    region=base,
+                    lr_date=d_lr,
+                    hr_date=d_hr,
+                )
+            )
     log.info("%s: cut into %d chips of %d LR / %d HR px", key, len(jobs), n, n * SCALE)
     return jobs
 
@@ -439,8 +536,12 @@ def _png_mapping(root: Path) -> tuple[float, float] | None:
         return None
 
 
-def _write_side(job: _Job, side: str, out_dir: Path, forced: str, png_mapping) -> dict | None:
-    """Read, encode-detect and write one side; None (with a warning) if it is missing or unreadable."""
+def _write_side(
+    job: _Job, side: str, out_dir: Path, forced: str, png_mapping, enc_cache: dict[Path, Encoding]
+) -> dict | None:
+    """Read, encode-detect and write one side; None (with a warning) if it is missing or unreadable.
+
+    The encoding is decided once per source file, so all chips of a scene share it."""
     spec = job.lr if side == "lr" else job.hr
     if spec.src is None:
         return None
@@ -451,7 +552,9 @@ def _write_side(job: _Job, side: str, out_dir: Path, forced: str, png_mapping) -
         if spec.src.suffix.lower() == ".png" and r.data.shape[0] == 4:
             r.data = r.data[:3]  # drop the alpha band of RGBA PNGs
             r.band_names = r.band_names[:3]
-        enc = detect_encoding(r, forced, side, png_mapping)
+        if spec.src not in enc_cache:
+            enc_cache[spec.src] = detect_encoding(r, forced, side, png_mapping)
+        enc = enc_cache[spec.src]
         crs, tr = r.crs, r.transform
         if spec.local_pixel is not None or crs is None:
             # Not georeferenced: a local grid where LR and HR cover the same extent.
@@ -468,10 +571,16 @@ def _write_side(job: _Job, side: str, out_dir: Path, forced: str, png_mapping) -
             tags["SOURCE_WINDOW"] = f"{int(w.col_off)},{int(w.row_off)},{int(w.width)},{int(w.height)}"
         digest = write_chip(out_dir / name, r.data, crs, tr, enc, _band_names(r, side), tags)
     except (RasterError, RasterioError, OSError, ValueError) as err:
-        log.warning("folder: %s file %s could not be imported (%s); pair %s will be reported as missing_%s",
-                    side.upper(), spec.src, err, job.pair_id, side)
+        log.warning(
+            "folder: %s file %s could not be imported (%s); pair %s will be reported as missing_%s",
+            side.upper(),
+            spec.src,
+            err,
+            job.pair_id,
+            side,
+        )
         return None
-    return dict(file=name, sha=digest, width=r.width, height=r.height, crs=crs, transform=tr)
+    return {"file": name, "sha": digest, "width": r.width, "height": r.height, "crs": crs, "transform": tr}
 
 
 def _row(job: _Job, lr: dict | None, hr: dict | None) -> dict:
@@ -487,17 +596,34 @@ def _row(job: _Job, lr: dict | None, hr: dict | None) -> dict:
         lonlat = job.lonlat_hint
     days = _days(job.lr_date, job.hr_date)
     return {
-        "pair_id": job.pair_id, "provider": "folder", "is_demo": False, "region": job.region,
-        "lon": lonlat[0] if lonlat else math.nan, "lat": lonlat[1] if lonlat else math.nan,
-        "crs": crs_str, "x0": x0, "y0": y0,
-        "lr_file": lr["file"] if lr else "", "hr_file": hr["file"] if hr else "",
-        "lr_sha256": lr["sha"] if lr else "", "hr_sha256": hr["sha"] if hr else "",
-        "lr_width": lr["width"] if lr else math.nan, "lr_height": lr["height"] if lr else math.nan,
-        "hr_width": hr["width"] if hr else math.nan, "hr_height": hr["height"] if hr else math.nan,
-        "lr_date": job.lr_date, "hr_date": job.hr_date, "days_apart": days if days < 10**6 else math.nan,
-        "lr_scene_id": job.lr.src.stem if job.lr.src else "", "hr_scene_id": job.hr.src.stem if job.hr.src else "",
-        "lr_cloud": math.nan, "hr_cloud": math.nan, "lr_clear_fraction": math.nan, "hr_clear_fraction": math.nan,
-        "demo_defect": "", "source_split": job.source_split,
+        "pair_id": job.pair_id,
+        "provider": "folder",
+        "is_demo": False,
+        "region": job.region,
+        "lon": lonlat[0] if lonlat else math.nan,
+        "lat": lonlat[1] if lonlat else math.nan,
+        "crs": crs_str,
+        "x0": x0,
+        "y0": y0,
+        "lr_file": lr["file"] if lr else "",
+        "hr_file": hr["file"] if hr else "",
+        "lr_sha256": lr["sha"] if lr else "",
+        "hr_sha256": hr["sha"] if hr else "",
+        "lr_width": lr["width"] if lr else math.nan,
+        "lr_height": lr["height"] if lr else math.nan,
+        "hr_width": hr["width"] if hr else math.nan,
+        "hr_height": hr["height"] if hr else math.nan,
+        "lr_date": job.lr_date,
+        "hr_date": job.hr_date,
+        "days_apart": days if days < 10**6 else math.nan,
+        "lr_scene_id": job.lr.src.stem if job.lr.src else "",
+        "hr_scene_id": job.hr.src.stem if job.hr.src else "",
+        "lr_cloud": math.nan,
+        "hr_cloud": math.nan,
+        "lr_clear_fraction": math.nan,
+        "hr_clear_fraction": math.nan,
+        "demo_defect": "",
+        "source_split": job.source_split,
     }
 
 
@@ -511,11 +637,15 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     """Import ``source.folder.path`` into ``out_dir`` (resumable); returns the manifest written."""
     fp = params.source.folder
     if not fp.path:
-        raise ValueError(f"source.folder.path is not set (layout '{fp.layout}' expects {LAYOUT_HELP[fp.layout]})")
+        raise ValueError(
+            f"source.folder.path is not set (layout '{fp.layout}' expects {LAYOUT_HELP[fp.layout]})"
+        )
     root = Path(fp.path).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"source.folder.path={root}: folder not found (layout '{fp.layout}' expects "
-                                f"{LAYOUT_HELP[fp.layout]})")
+        raise FileNotFoundError(
+            f"source.folder.path={root}: folder not found (layout '{fp.layout}' expects "
+            f"{LAYOUT_HELP[fp.layout]})"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if root.resolve() == out_dir.resolve():
@@ -537,7 +667,11 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     fingerprint = _fingerprint(params, root)
     fp_path = out_dir / FINGERPRINT_NAME
     old: dict[str, dict] = {}
-    if fp_path.is_file() and fp_path.read_text().strip() == fingerprint and (out_dir / MANIFEST_NAME).is_file():
+    if (
+        fp_path.is_file()
+        and fp_path.read_text().strip() == fingerprint
+        and (out_dir / MANIFEST_NAME).is_file()
+    ):
         try:
             old = {r["pair_id"]: r for r in read_manifest(out_dir).to_dict("records")}
         except (ValueError, OSError) as err:
@@ -545,25 +679,39 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     png_mapping = _png_mapping(root) if fp.layout == "seed_png" else None
 
     rows, reused, mismatched, missing = [], 0, 0, 0
+    enc_cache: dict[Path, Encoding] = {}
     for job in jobs:
         prev = old.get(job.pair_id)
         if prev is not None and is_complete(out_dir, prev):
             rows.append(prev)
             reused += 1
             continue
-        lr = _write_side(job, "lr", out_dir, fp.lr_encoding, png_mapping)
-        hr = _write_side(job, "hr", out_dir, fp.hr_encoding, png_mapping)
+        lr = _write_side(job, "lr", out_dir, fp.lr_encoding, png_mapping, enc_cache)
+        hr = _write_side(job, "hr", out_dir, fp.hr_encoding, png_mapping, enc_cache)
         if job.lr.src is None or job.hr.src is None:
             present = job.lr.src or job.hr.src
-            log.warning("folder: %s has no %s partner; kept so the filter reports it", present,
-                        "HR" if job.hr.src is None else "LR")
+            log.warning(
+                "folder: %s has no %s partner; kept so the filter reports it",
+                present,
+                "HR" if job.hr.src is None else "LR",
+            )
         if lr is None or hr is None:
             missing += 1
         elif (hr["width"], hr["height"]) != (lr["width"] * SCALE, lr["height"] * SCALE):
             mismatched += 1
-            log.warning("folder: %s: HR %dx%d is not %dx LR %dx%d (off by %d x %d HR px); kept as is, the filter "
-                        "rejects non-%dx pairs", job.pair_id, hr["width"], hr["height"], SCALE, lr["width"],
-                        lr["height"], hr["width"] - SCALE * lr["width"], hr["height"] - SCALE * lr["height"], SCALE)
+            log.warning(
+                "folder: %s: HR %dx%d is not %dx LR %dx%d (off by %d x %d HR px); kept as is, the filter "
+                "rejects non-%dx pairs",
+                job.pair_id,
+                hr["width"],
+                hr["height"],
+                SCALE,
+                lr["width"],
+                lr["height"],
+                hr["width"] - SCALE * lr["width"],
+                hr["height"] - SCALE * lr["height"],
+                SCALE,
+            )
         rows.append(_row(job, lr, hr))
 
     keep = {MANIFEST_NAME, FINGERPRINT_NAME}
@@ -573,9 +721,19 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     write_manifest(out_dir, rows)
     with atomic_path(fp_path) as tmp:
         tmp.write_text(fingerprint + "\n")
-    log.info("folder: %d pairs from %s (%s): %d reused, %d written, %d with a missing/unreadable side, "
-             "%d not exactly %dx, %d stale files removed", len(rows), root, fp.layout, reused, len(rows) - reused,
-             missing, mismatched, SCALE, len(removed))
+    log.info(
+        "folder: %d pairs from %s (%s): %d reused, %d written, %d with a missing/unreadable side, "
+        "%d not exactly %dx, %d stale files removed",
+        len(rows),
+        root,
+        fp.layout,
+        reused,
+        len(rows) - reused,
+        missing,
+        mismatched,
+        SCALE,
+        len(removed),
+    )
     return _with_empty_strings(read_manifest(out_dir))
 
 
