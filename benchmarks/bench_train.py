@@ -20,12 +20,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from satsr import models  # noqa: E402
-from satsr.config import SCALE, load_params  # noqa: E402
-from satsr.train import losses, trainer  # noqa: E402
+from satsr import models
+from satsr.config import SCALE, load_params
+from satsr.train import losses, trainer
 
 
 def _time(step, lr, hr, weights, steps: int, warmup: int = 2) -> float:

@@ -98,6 +98,42 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     _train(args, "finetune")
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from satsr.predict import predict
+
+    written = predict(
+        args.inputs, args.model, args.output,
+        bands=args.bands, input_scale=args.input_scale, input_offset=args.input_offset, aoi=args.aoi,
+        output_format=args.format, output_dtype="float32" if args.float32 else None, compare=args.compare,
+        overwrite=args.overwrite, allow_ungeoreferenced=args.allow_ungeoreferenced, tile_size=args.tile_size,
+        overlap=args.overlap, batch_size=args.batch_size, params=load_params(args.params),
+    )
+    for path in written:
+        print(path)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from satsr.evaluate import run_evaluate
+
+    summary = run_evaluate(load_params(args.params), args.arch, png_dir=args.data, model_path=args.model,
+                           predictions=args.predictions, out_dir=args.out, metrics_path=args.metrics,
+                           split=args.split, use_mlflow=not args.no_mlflow)
+    gain = summary["gain_vs_bicubic"].get("sr", {}).get("psnr", {})
+    if gain.get("mean") is not None:
+        log.info("evaluate@%s: PSNR gain over bicubic %+.3f dB, %.0f %% CI [%+.3f, %+.3f] on %d %s image(s)",
+                 args.arch, gain["mean"], 100 * gain["level"], gain["ci_low"] if gain["ci_low"] is not None
+                 else float("nan"), gain["ci_high"] if gain["ci_high"] is not None else float("nan"),
+                 summary["n_images"], summary["split"])
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from satsr.evaluate.select import run_select
+
+    board = run_select(load_params(args.params), png_dir=args.data, models_dir=args.models, out_json=args.out,
+                       out_md=args.markdown, use_mlflow=not args.no_mlflow)
+    print(f"winner: {board['winner']}")
+
+
 def cmd_params(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     section = params.model_dump(mode="json")
@@ -166,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("pretrain", cmd_pretrain, paths.NATURAL,
              "Pretrain ARCH on the natural-image corpus with the pixel loss (params: pretrain.<arch>, train)."),
             ("finetune", cmd_finetune, paths.PNG,
-             "Fine-tune ARCH on the satellite pairs, starting from models/pretrain/<arch>/model.keras; GAN "
-             "architectures run their generator / adversarial phases (params: finetune.<arch>, train). The "
-             "model is logged to MLflow and registered as satsr-<arch>.")):
+             ("Fine-tune ARCH on the satellite pairs, starting from models/pretrain/<arch>/model.keras; GAN "
+              "architectures run their generator / adversarial phases (params: finetune.<arch>, train). The "
+              "model is logged to MLflow and registered as satsr-<arch>."))):
         verb = "pretrain" if stage == "pretrain" else "fine-tune"
         p = _add(sub, stage, func, f"{verb} one architecture ({', '.join(_archs())})",
                  what + " Checkpoints every epoch; a killed run started again resumes from the last one "
@@ -190,6 +226,76 @@ def build_parser() -> argparse.ArgumentParser:
                            help="weights to start from (default: models/pretrain/<arch>/model.keras)")
             p.add_argument("--no-init", action="store_true", help="train from scratch (no pretrained weights)")
 
+    p = _add(sub, "predict", cmd_predict, "super-resolve Landsat scenes into georeferenced 10 m COGs",
+             "Super-resolve Landsat 5/7/8/9 scenes x3 (30 m -> 10 m) into Cloud-Optimized GeoTIFFs on the input's "
+             "grid: same CRS and origin, pixel size exactly 1/3, nodata propagated. INPUT is a GeoTIFF (3 bands = "
+             "red,green,blue, or --bands), a folder, a glob, or Collection 2 Level-2 band files "
+             "(<PRODUCT_ID>_SR_B4/B3/B2.TIF for LC08/LC09, _SR_B3/B2/B1.TIF for LT04/LT05/LE07; any one of them or "
+             "their folder). Encoding: --input-scale/--input-offset, else the file's band scale/offset, else "
+             "Collection 2 L2 (DN * 2.75e-5 - 0.2) for integers and reflectance for floats. Output: uint16 with "
+             "the Collection 2 scale/offset (fill 0), or float32 reflectance (NaN). Settings: params predict.*.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="GeoTIFF, folder, glob or C2 L2 band file")
+    p.add_argument("--model", "-m", required=True,
+                   help="models:/NAME@ALIAS (e.g. models:/satsr-rdn@champion), models:/NAME/VERSION, "
+                        "runs:/RUN_ID/model, a .keras file or a folder with model.keras")
+    p.add_argument("--output", "-o", required=True, type=Path,
+                   help="output .tif for one scene, or a folder (<scene>_SR10m.tif per scene)")
+    p.add_argument("--bands", default=None, metavar="R,G,B",
+                   help="1-based red,green,blue bands of a multiband GeoTIFF (default 1,2,3 for 3 bands), "
+                        "e.g. 3,2,1 for a blue-first B2..B7 stack")
+    p.add_argument("--input-scale", type=float, default=None, help="reflectance = DN * scale + offset (e.g. 1e-4)")
+    p.add_argument("--input-offset", type=float, default=None, help="see --input-scale (default 0)")
+    p.add_argument("--aoi", default=None,
+                   help="predict only this area: a GeoJSON file (EPSG:4326 unless it has a crs member), or "
+                        "minx,miny,maxx,maxy in the input's CRS (lon/lat are recognised when they only fit "
+                        "there; prefix EPSG:4326: to be explicit); its bounding box, snapped outward to the "
+                        "input's pixels")
+    p.add_argument("--format", choices=("cog", "gtiff"), default=None,
+                   help="cog (default, with overviews) or plain tiled gtiff (params predict.output_format)")
+    p.add_argument("--float32", action="store_true",
+                   help="write float32 reflectance (NaN nodata) instead of uint16 Collection 2 DN")
+    p.add_argument("--compare", action="store_true",
+                   help="also write <output>_compare.png: bicubic | SR of a central crop")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--allow-ungeoreferenced", action="store_true",
+                   help="accept inputs without CRS/geotransform (output in pixel coordinates)")
+    p.add_argument("--tile-size", type=int, default=None, help="LR tile side in px (params predict.tile_size)")
+    p.add_argument("--overlap", type=int, default=None, help="LR px shared by neighbouring tiles (predict.overlap)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per model call (predict.batch_size)")
+
+    p = _add(sub, "evaluate", cmd_evaluate, "score one fine-tuned model on the test split",
+             "Score ARCH's fine-tuned model (models/finetune/<arch>/model.keras) against HR on every image of the "
+             "test split, with bicubic and Lanczos on the same pixels: sewar PSNR, SSIM, MS-SSIM, ERGAS, SAM, UQI, "
+             "SCC, RASE on reflectance clipped to [0, 1] with a 3 px border crop (RGB), 8-bit PSNR/SSIM, the "
+             "seed's sharpness index, consistency with the LR input and opensr-test's improvement / omission / "
+             "hallucination; paired gains over bicubic with seeded bootstrap CIs; histograms and side-by-side "
+             "figures. Everything is logged to the model's fine-tuning MLflow run (params: evaluate).")
+    p.add_argument("arch", choices=_archs(), help="architecture")
+    p.add_argument("--data", type=Path, default=paths.PNG, help="PNG dataset folder (default: %(default)s)")
+    p.add_argument("--model", type=Path, default=None, help="model file (default: models/finetune/<arch>/model.keras)")
+    p.add_argument("--predictions", type=Path, default=None,
+                   help="score saved SR predictions instead of a model: <pair_id>.png (16-bit, the dataset's "
+                        "encoding) or <pair_id>.npy (float reflectance) per image")
+    p.add_argument("--split", choices=("test", "val"), default=None, help="split (default: params evaluate.split)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: data/eval/<arch>)")
+    p.add_argument("--metrics", type=Path, default=None, help="DVC metrics JSON (default: metrics/eval/<arch>.json)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+    p = _add(sub, "select", cmd_select, "rank the architectures on val and set the registry champion",
+             "Score every architecture of select.archs on the VALIDATION split (never test): PSNR gain over "
+             "bicubic with a bootstrap CI and the hallucination share; rank by select.criterion under the "
+             "select.max_hallucination cap; set the MLflow alias (champion) on the best version of each "
+             "satsr-<arch> and register the winner as a version of `satsr` with the same alias. Writes the "
+             "leaderboard as JSON (DVC metrics) and markdown.")
+    p.add_argument("--data", type=Path, default=paths.PNG, help="PNG dataset folder (default: %(default)s)")
+    p.add_argument("--models", type=Path, default=paths.MODELS / "finetune",
+                   help="fine-tuned models, <arch>/model.keras (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=paths.METRICS / "leaderboard.json",
+                   help="leaderboard JSON (default: %(default)s)")
+    p.add_argument("--markdown", type=Path, default=paths.METRICS / "leaderboard.md",
+                   help="leaderboard markdown (default: %(default)s)")
+    p.add_argument("--no-mlflow", action="store_true", help="leaderboard only: no MLflow run, registry untouched")
+
     p = _add(sub, "params", cmd_params, "validate params.yaml and print it",
              "Validate the parameters file (unknown keys, wrong types and out-of-range values are errors "
              "naming the key path) and print it, or one section of it.")
@@ -199,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Error types whose message is the whole story (class names, so this module imports no TensorFlow).
-_EXPECTED_ERRORS = {"PipelineError", "TrainError", "NonFiniteLossError", "PerceptualWeightsError", "NaturalError"}
+_EXPECTED_ERRORS = {"PipelineError", "TrainError", "NonFiniteLossError", "PerceptualWeightsError", "NaturalError",
+                    "PredictError", "EvaluationError"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -559,6 +559,116 @@ class TrainParams(Strict):
     max_rollbacks: Annotated[int, Field(ge=0)] = 3
 
 
+# -------------------------------------------------------------------------------------- predict
+class PredictParams(Strict):
+    """``satsr predict``: whole Landsat scenes -> georeferenced 10 m GeoTIFF / COG (satsr.predict).
+
+    The scene is cut into tiles of ``tile_size`` LR (30 m) px that share ``overlap`` px with their
+    neighbours. In each shared band a tile's weight is 0 over the outer quarter of the overlap (the
+    pixels the zero-padded convolutions get wrong), rises as a raised cosine over the middle half
+    and is 1 beyond; outputs are blended by these weights normalised by their sum, so the tiled
+    result equals the whole-image result wherever the model's reach is under ``overlap / 4`` px, and
+    has no seams. Tiles are read, predicted in batches and written strip by strip: memory does not
+    grow with the scene.
+    """
+
+    #: LR tile side fed to the model (every tile of a scene has one shape, so batches trace once).
+    tile_size: Annotated[int, Field(ge=16, le=4096)] = 256
+    #: LR px shared by neighbouring tiles (at most tile_size / 2).
+    overlap: Annotated[int, Field(ge=0, le=2048)] = 32
+    #: Tiles per model call.
+    batch_size: Annotated[int, Field(ge=1, le=256)] = 2
+    #: cog: Cloud-Optimized GeoTIFF with overviews | gtiff: plain tiled GeoTIFF.
+    output_format: Literal["cog", "gtiff"] = "cog"
+    #: uint16: Collection 2 L2 encoding (DN * 2.75e-5 - 0.2, fill 0) | float32: reflectance (NaN fill).
+    output_dtype: Literal["uint16", "float32"] = "uint16"
+    compress: Literal["deflate", "zstd", "lzw", "none"] = "deflate"
+    #: Internal tile (block) side of the output, px.
+    blocksize: Literal[256, 512, 1024] = 512
+    #: COG only: build overviews (average) so GIS viewers zoom out fast.
+    overviews: bool = True
+    #: CPU threads for TensorFlow and GDAL; 0 = all cores.
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0
+    #: --compare quicklook: LR side of the central crop shown as bicubic | SR.
+    compare_px: Annotated[int, Field(ge=16, le=2048)] = 256
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> PredictParams:
+        if 2 * self.overlap > self.tile_size:
+            raise ValueError(f"overlap {self.overlap} must be at most tile_size / 2 ({self.tile_size // 2})")
+        return self
+
+
+# ------------------------------------------------------------------------------- evaluate / select
+ARCH_NAMES = ("rdn", "rrdn", "edsr", "srgan")
+
+
+class CorrectnessParams(Strict):
+    """Improvement / omission / hallucination after opensr-test (satsr.evaluate.metrics.correctness);
+    the defaults are opensr-test's Config defaults (distance 'nd', lambdas 0.05, temperature 0.25)."""
+
+    #: Match SR's per-band histogram to HR first (opensr-test's spectral harmonisation).
+    harmonize: bool = True
+    #: Pixels count when a distance exceeds this quantile of d(LR bilinear, HR) (opensr "auto75").
+    threshold_quantile: Fraction = 0.75
+    im_lambda: Annotated[float, Field(gt=0)] = 0.05
+    om_lambda: Annotated[float, Field(gt=0)] = 0.05
+    ha_lambda: Annotated[float, Field(gt=0)] = 0.05
+    temperature: Annotated[float, Field(gt=0)] = 0.25
+    #: percent: share of counted pixels in each class (fractions) | softmin: mean class weight.
+    norm: Literal["percent", "softmin"] = "percent"
+
+
+class EvaluateParams(Strict):
+    """``evaluate@<arch>`` (satsr.evaluate): per-image metrics of SR and of the bicubic / Lanczos
+    baselines on the test split, paired gains with bootstrap CIs, figures, MLflow logging."""
+
+    #: The held-out split scored (model selection uses val, in the select stage; never test).
+    split: Literal["test", "val"] = "test"
+    #: HR px cropped from every side before every metric (the scale, BasicSR's crop_border).
+    border: Annotated[int, Field(ge=0, le=64)] = SCALE
+    #: Identical images have PSNR inf: shown as null + counted, and capped at this for averages.
+    psnr_cap_db: Annotated[float, Field(gt=0)] = 100.0
+    #: Bootstrap resamples and level of the CI of the mean paired gain over bicubic.
+    bootstrap: Annotated[int, Field(ge=100, le=1_000_000)] = 10000
+    ci_level: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    seed: int = 0
+    #: Score at most this many images of the split (index order; quick runs); null = all.
+    max_images: PosInt | None = None
+    #: Side-by-side figures (bicubic | model | HR with zoomed crops), spread over the PSNR-gain ranks.
+    figures: Annotated[int, Field(ge=0, le=32)] = 4
+    #: Side of the zoomed crop, HR px.
+    zoom_px: Annotated[int, Field(ge=8, le=2048)] = 96
+    hist_bins: Annotated[int, Field(ge=2, le=200)] = 20
+    #: Processes computing metrics (SR inference stays in the main process).
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    correctness: CorrectnessParams = CorrectnessParams()
+
+
+class SelectParams(Strict):
+    """``select`` (satsr.evaluate.select): compare architectures on the VALIDATION split and set the
+    MLflow registry alias on the best version of each ``satsr-<arch>`` and of ``satsr``."""
+
+    archs: list[Literal["rdn", "rrdn", "edsr", "srgan"]] = list(ARCH_NAMES)
+    #: Ranking: psnr_gain / ssim_gain = mean paired gain over bicubic on val; psnr = mean val PSNR.
+    criterion: Literal["psnr_gain", "ssim_gain", "psnr"] = "psnr_gain"
+    #: Cap on the mean val hallucination fraction; above it an architecture is not eligible.
+    max_hallucination: Fraction = 0.2
+    max_images: PosInt | None = None
+    registered_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "satsr"
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "champion"
+    #: Register / set the aliases in the MLflow registry (off: leaderboard only).
+    set_aliases: bool = True
+
+    @model_validator(mode="after")
+    def _unique_archs(self) -> SelectParams:
+        if not self.archs:
+            raise ValueError("archs needs at least one architecture")
+        if len(set(self.archs)) != len(self.archs):
+            raise ValueError(f"archs must be unique, got {self.archs}")
+        return self
+
+
 # ------------------------------------------------------------------------------------- tracking
 class TrackingParams(Strict):
     """Where MLflow runs and models go (see satsr.tracking for the full rule).
@@ -586,6 +696,9 @@ class Params(Strict):
     pretrain: PretrainPerArch = PretrainPerArch()
     finetune: PerArch = PerArch()
     tracking: TrackingParams = TrackingParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    select: SelectParams = SelectParams()
+    predict: PredictParams = PredictParams()
 
 
 # ------------------------------------------------------------------------------------- loading

@@ -557,3 +557,96 @@ def latest_version(name: str) -> int | None:
         if not token:
             break
     return max(versions, default=None)
+
+
+# --------------------------------------------------------------------- evaluation and selection
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered model version: where its model is and what it carries."""
+
+    name: str
+    version: int
+    source: str
+    run_id: str | None
+    model_id: str | None
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+
+
+def _version_info(mv: Any) -> VersionInfo:
+    return VersionInfo(name=mv.name, version=int(mv.version), source=mv.source, run_id=mv.run_id or None,
+                       model_id=getattr(mv, "model_id", None) or None, tags=dict(mv.tags or {}),
+                       aliases=tuple(getattr(mv, "aliases", None) or ()))
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether ``run_id`` is an active (not deleted) run of the configured store."""
+    try:
+        return MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
+@contextlib.contextmanager
+def existing_run(run_id: str) -> Iterator[str]:
+    """Log into an EXISTING run (e.g. the fine-tuning run a model came from, to add its test
+    metrics and figures); it is reopened and ends FINISHED again. Yields the run id."""
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_id=run_id, nested=nested) as run:
+        yield run.info.run_id
+
+
+def model_versions(name: str) -> list[VersionInfo]:
+    """Every version of a registered model (all pages), by version number; [] when it does not exist."""
+    client = MlflowClient()
+    out: list[VersionInfo] = []
+    token = None
+    while True:
+        try:
+            page = client.search_model_versions(f"name = '{name}'", max_results=1000, page_token=token)
+        except MlflowException:
+            return []
+        out.extend(_version_info(v) for v in page)
+        token = page.token
+        if not token:
+            break
+    return sorted(out, key=lambda v: v.version)
+
+
+def get_version(name: str, version: int | str) -> VersionInfo:
+    return _version_info(MlflowClient().get_model_version(name, str(version)))
+
+
+def parse_registry_uri(uri: str) -> tuple[str, int] | None:
+    """``models:/satsr-rdn/3`` -> ("satsr-rdn", 3); anything else (aliases, ``runs:/``) -> None."""
+    m = re.fullmatch(r"models:/([^/@]+)/(\d+)", uri or "")
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def set_version_tags(name: str, version: int | str, tags: Mapping[str, Any]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        if value is not None:
+            client.set_model_version_tag(name, str(version), key, _param_str(value))
+
+
+def register_version(source_uri: str, name: str, *, run_id: str | None = None, model_id: str | None = None,
+                     tags: Mapping[str, Any] | None = None, description: str | None = None) -> int:
+    """Register ``source_uri`` (a model's storage location, e.g. another version's ``source``) as a
+    version of ``name`` (created when missing) and return its number. A version of ``name`` with
+    the same source is reused, so a rerun does not pile up identical versions."""
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name, description=description)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    for v in model_versions(name):
+        if v.source == source_uri:
+            if tags:
+                set_version_tags(name, v.version, tags)
+            return v.version
+    mv = client.create_model_version(name, source_uri, run_id=run_id, model_id=model_id,
+                                     tags={k: _param_str(v) for k, v in (tags or {}).items() if v is not None},
+                                     description=description)
+    return int(mv.version)

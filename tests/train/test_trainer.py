@@ -174,6 +174,17 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, m
     assert [h["epoch"] for h in ck.read_history(ckpt)] == [1, 2, 3]
     assert summary["steps"] == 9 and (out / trainer.MODEL_FILE).is_file()
 
+    # Killed after the last checkpoint but before the outputs (simulated: no 'finished' marker, outs
+    # removed as DVC does): the rerun trains nothing and still writes every output.
+    (ckpt / ck.FINISHED).unlink()
+    (out / trainer.MODEL_FILE).unlink()
+    plots, metrics = tmp_path / "plots.csv", tmp_path / "metrics.json"
+    again = trainer.train_stage(params, "finetune", "edsr", data_dir, out, ckpt_dir=ckpt, log_to_mlflow=False,
+                                plots_path=plots, metrics_path=metrics)
+    assert (out / trainer.MODEL_FILE).is_file() and metrics.is_file()
+    assert list(pd.read_csv(plots)["epoch"]) == [1, 2, 3]
+    assert again["val_psnr"] == pytest.approx(summary["val_psnr"]) and again["train_patches_per_s"] is None
+
 
 def test_nan_rollback_restores_and_halves_the_learning_rate(data_dir, tmp_path, monkeypatch):
     params = tiny_params(epochs=2, steps_per_epoch=3)
@@ -285,7 +296,10 @@ def test_finetune_logs_registers_and_loads_back(data_dir, tmp_path, mlflow_serve
     name, version = summary["registered_model"].split("/")[1:]
     assert name == "satsr-rdn" and int(version) >= 1
     saved = json.loads((tmp_path / "m.json").read_text())
-    assert saved["val_psnr"] == pytest.approx(summary["val_psnr"]) and saved["conventions"]["border_crop_px"] == 3
+    assert saved["val_psnr"] == pytest.approx(summary["val_psnr"]) and "bicubic_psnr" in saved
+    assert all(isinstance(v, (int, float)) for v in saved.values())  # dvc metrics: numbers only
+    full = json.loads((out / trainer.SUMMARY_FILE).read_text())
+    assert full["conventions"]["border_crop_px"] == 3 and full["registered_model"] == summary["registered_model"]
     probe = np.random.default_rng(0).random((1, 11, 13, 3), dtype=np.float32)
     expected = np.asarray(models.load(out / trainer.MODEL_FILE)(probe))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
@@ -345,17 +359,25 @@ def test_vgg19_perceptual_offline_fails_before_training(data_dir, tmp_path, monk
                             log_to_mlflow=False)
 
 
-def test_changed_config_moves_the_checkpoint_aside(data_dir, tmp_path):
+def test_checkpoint_folder_rules_finished_changed_and_same(data_dir, tmp_path):
     params = tiny_params(epochs=1, steps_per_epoch=1)
-    trainer.train_stage(params, "finetune", "edsr", data_dir, tmp_path / "o", ckpt_dir=tmp_path / "ckpt",
-                        log_to_mlflow=False)
+    ckpt = tmp_path / "ckpt"
+    trainer.train_stage(params, "finetune", "edsr", data_dir, tmp_path / "o", ckpt_dir=ckpt, log_to_mlflow=False)
+    assert (ckpt / ck.FINISHED).is_file()
+    fp = trainer._fingerprint(params, "finetune", "edsr", params.finetune.edsr, data_dir, None)
+    # A finished run is never resumed: a rerun (DVC changed something, or -f) starts afresh.
+    assert not ck.prepare_dir(ckpt, fp) and not (ckpt / ck.TF_DIR).exists()
+
+    # An unfinished run of the same configuration is resumed ...
+    ck.TrainCheckpoint(ckpt, 2, epoch=tf.Variable(1, dtype=tf.int64)).save(1, 1)
+    assert ck.prepare_dir(ckpt, fp)
+    # ... and one of another configuration is moved aside, with its progress, not resumed.
     changed = tiny_params(epochs=1, steps_per_epoch=1, lr=5e-4)
-    fp = trainer._fingerprint(changed, "finetune", "edsr", changed.finetune.edsr, data_dir, None)
-    assert not ck.prepare_dir(tmp_path / "ckpt", fp)
+    fp2 = trainer._fingerprint(changed, "finetune", "edsr", changed.finetune.edsr, data_dir, None)
+    assert not ck.prepare_dir(ckpt, fp2)
     aside = list(tmp_path.glob("ckpt.stale-*"))
     assert len(aside) == 1 and (aside[0] / ck.TF_DIR).is_dir()
-    same = trainer._fingerprint(changed, "finetune", "edsr", changed.finetune.edsr, data_dir, None)
-    assert not ck.prepare_dir(tmp_path / "ckpt", same)  # now it is this config's (empty) folder
+    assert json.loads((ckpt / ck.FINGERPRINT).read_text())["stage_params"]["lr"] == 5e-4
 
 
 def test_cli_lists_the_training_commands():

@@ -9,10 +9,13 @@ of ``dvc repro`` after a crash or SIGKILL finds it) holds::
     state.json         epoch / step / path of the newest checkpoint, written after each save
     history.csv        one row per finished epoch (the plots CSV is copied from it)
     mlflow_run_id      the MLflow run this stage logs to (satsr.tracking.stage_run resumes it)
+    finished           present once the stage wrote all its outputs
 
-A checkpoint written under another configuration must not be resumed silently: when the
-fingerprint differs, the whole folder is moved aside to ``<arch>.stale-<UTC time>`` with a warning
-naming the keys that changed, and training starts afresh.
+Only an unfinished run is resumed. A finished one is cleared when the stage runs again (DVC only
+reruns a stage when something changed, or when forced, and then a fresh run is wanted; the outputs
+themselves are DVC's). A checkpoint written under another configuration must not be resumed
+silently: when the fingerprint of an unfinished run differs, the whole folder is moved aside to
+``<arch>.stale-<UTC time>`` with a warning naming the keys that changed, and training starts afresh.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ STATE = "state.json"
 HISTORY = "history.csv"
 RUN_ID = "mlflow_run_id"
 TF_DIR = "tf"
+#: Written once the stage's outputs are complete: such a folder is never resumed.
+FINISHED = "finished"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -103,6 +108,9 @@ def prepare_dir(ckpt_dir: str | Path, fingerprint: dict[str, Any], restart: bool
     ckpt_dir = Path(ckpt_dir)
     fp_file = ckpt_dir / FINGERPRINT
     reason = None
+    if (ckpt_dir / FINISHED).is_file():
+        log.info("checkpoint folder %s belongs to a finished run: cleared for a fresh run", ckpt_dir)
+        shutil.rmtree(ckpt_dir)
     if ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
         if restart:
             reason = "restart requested"
@@ -117,7 +125,7 @@ def prepare_dir(ckpt_dir: str | Path, fingerprint: dict[str, Any], restart: bool
                 changed = _changed_keys(old, json.loads(json.dumps(fingerprint, default=str)))
                 reason = f"configuration changed ({', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''})"
     if reason:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         aside = ckpt_dir.with_name(f"{ckpt_dir.name}.stale-{stamp}")
         shutil.move(str(ckpt_dir), str(aside))
         log.warning("checkpoint folder %s not resumed: %s; moved aside to %s (delete it when not needed)",
@@ -158,8 +166,13 @@ class TrainCheckpoint:
     def save(self, epoch: int, step: int) -> str:
         path = self.manager.save(checkpoint_number=epoch)
         write_atomic(self.dir / STATE, json.dumps({"epoch": int(epoch), "step": int(step), "path": path,
-                                                   "time": dt.datetime.now(dt.timezone.utc).isoformat()}) + "\n")
+                                                   "time": dt.datetime.now(dt.UTC).isoformat()}) + "\n")
         return path
+
+
+def mark_finished(ckpt_dir: str | Path) -> None:
+    """The stage's outputs are complete: the next run of the stage starts afresh."""
+    write_atomic(Path(ckpt_dir) / FINISHED, dt.datetime.now(dt.UTC).isoformat() + "\n")
 
 
 def read_state(ckpt_dir: str | Path) -> dict[str, Any] | None:

@@ -126,7 +126,7 @@ def vgg19_features(layer: str = "block5_conv4", download: bool = True) -> keras.
     vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
     try:
         vgg.load_weights(str(path))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise PerceptualWeightsError(f"{path}: cannot load the VGG19 weights ({err}); delete the file and "
                                      "let it download again, or use `perceptual: disc_features`") from err
     names = [lyr.name for lyr in vgg.layers]

@@ -57,6 +57,9 @@ CKPT_FORMAT = 1
 MODEL_FILE = "model.keras"
 WEIGHTS_FILE = "model.weights.h5"
 DISC_WEIGHTS_FILE = "discriminator.weights.h5"
+#: Everything about the run (numbers, metric conventions, MLflow ids); the metrics JSON for DVC
+#: holds only its numbers.
+SUMMARY_FILE = "summary.json"
 CONVENTIONS = {"data_range": "[0, 1] (png16 / 65535)", "border_crop_px": BORDER, "channels": "RGB",
                "aggregate": "mean over val images", "sr_clipped": True}
 
@@ -144,8 +147,8 @@ def make_optimizer(sp: TrainStageParams, lr: float, total_steps: int, scale: tf.
                    name: str) -> keras.optimizers.Optimizer:
     o = sp.optimizer
     schedule = StageSchedule(lr, sp.schedule, total_steps, scale)
-    kw: dict[str, Any] = dict(learning_rate=schedule, beta_1=o.betas[0], beta_2=o.betas[1], epsilon=o.epsilon,
-                              clipnorm=o.clipnorm, name=name)
+    kw: dict[str, Any] = {"learning_rate": schedule, "beta_1": o.betas[0], "beta_2": o.betas[1],
+                          "epsilon": o.epsilon, "clipnorm": o.clipnorm, "name": name}
     if o.name == "adamw":
         opt = keras.optimizers.AdamW(weight_decay=o.weight_decay, **kw)
     else:
@@ -167,7 +170,7 @@ def load_init_weights(model: keras.Model, path: str | Path, arch: str) -> None:
             model.load_weights(str(path))
             return
         source = load(path)
-    except Exception as err:  # noqa: BLE001 -- keras raises many types for a damaged file
+    except Exception as err:
         raise TrainError(f"{path}: cannot read the pretrained model ({type(err).__name__}: {err}); the file "
                          f"is corrupt or not a satsr model; rerun `dvc repro pretrain@{arch}`") from err
     src, dst = source.get_weights(), model.get_weights()
@@ -443,8 +446,8 @@ def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: 
         rollbacks = tf.Variable(0, dtype=tf.int64, trainable=False, name="rollbacks")
         g_opt = make_optimizer(sp, sp.lr, total_steps, lr_scale, "generator_optimizer")
         g_opt.build(generator.trainable_variables)
-        objects: dict[str, Any] = dict(generator=generator, optimizer=g_opt, epoch=epoch_var, step=step_var,
-                                       lr_scale=lr_scale, rollbacks=rollbacks)
+        objects: dict[str, Any] = {"generator": generator, "optimizer": g_opt, "epoch": epoch_var,
+                                   "step": step_var, "lr_scale": lr_scale, "rollbacks": rollbacks}
         disc = disc_multi = d_opt = perceptual = None
         if is_gan:
             disc = build_discriminator(arch, params.models)
@@ -542,7 +545,7 @@ def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: 
                             params.train.max_rollbacks)
 
         summary = _finish(params, stage, arch, sp, generator, disc, out_dir, val_ds, bicubic, last, history,
-                          timing, n_params, global_batch, policy, run, metrics_path, ckpt_dir, chief)
+                          timing, n_params, global_batch, policy, run, metrics_path, plots_path, ckpt_dir, chief)
     return summary
 
 
@@ -624,7 +627,7 @@ def _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pi
 
 
 def _finish(params, stage, arch, sp, generator, disc, out_dir, val_ds, bicubic, last_val, history, timing,
-            n_params, global_batch, policy, run, metrics_path, ckpt_dir, chief) -> dict[str, Any]:
+            n_params, global_batch, policy, run, metrics_path, plots_path, ckpt_dir, chief) -> dict[str, Any]:
     if not math.isfinite(last_val["psnr"]):
         last_val = evaluate(lambda x: generator(x, training=False), val_ds)
     summary: dict[str, Any] = {
@@ -647,6 +650,8 @@ def _finish(params, stage, arch, sp, generator, disc, out_dir, val_ds, bicubic, 
     if disc is not None:
         disc.save_weights(str(out_dir / DISC_WEIGHTS_FILE))
     ck.write_history(ckpt_dir, history, out_dir / "history.csv")
+    if plots_path is not None:  # also when resuming a run killed after its last epoch (DVC removed it)
+        ck.write_history(ckpt_dir, history, plots_path)
     if run is not None:
         summary["mlflow_run_id"] = run.run_id
         tracking.log_metrics({"final_val_psnr": summary["val_psnr"], "final_val_ssim": summary["val_ssim"],
@@ -658,14 +663,17 @@ def _finish(params, stage, arch, sp, generator, disc, out_dir, val_ds, bicubic, 
             summary["registered_model"] = info.registry_uri
         else:
             tracking.log_artifact(out_dir / MODEL_FILE, "model")
-    text = json.dumps(summary, indent=2, default=str) + "\n"
-    ck.write_atomic(out_dir / "metrics.json", text)
-    if metrics_path is not None:
-        ck.write_atomic(Path(metrics_path), text)
+    ck.write_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    if metrics_path is not None:  # numbers only, so `dvc metrics show / diff` stays a readable table
+        numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        ck.write_atomic(Path(metrics_path), json.dumps(numbers, indent=2) + "\n")
     if run is not None:
-        tracking.log_artifact(out_dir / "metrics.json")
+        tracking.log_artifact(out_dir / SUMMARY_FILE)
         tracking.log_artifact(out_dir / "history.csv")
-    log.info("%s: val %.3f dB (bicubic %.3f, gain %+.3f dB), SSIM %.4f; %s patches/s; model in %s",
+    ck.mark_finished(ckpt_dir)
+    speed = summary["train_patches_per_s"]
+    log.info("%s: val %.3f dB (bicubic %.3f, gain %+.3f dB), SSIM %.4f; %s; model in %s",
              f"{stage}@{arch}", summary["val_psnr"], summary["bicubic_psnr"], summary["psnr_gain_db"],
-             summary["val_ssim"], summary["train_patches_per_s"], out_dir / MODEL_FILE)
+             summary["val_ssim"], f"{speed} LR patches/s" if speed else "no steps run here",
+             out_dir / MODEL_FILE)
     return summary

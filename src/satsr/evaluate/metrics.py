@@ -1,0 +1,469 @@
+"""Per-image metrics of super-resolved images: full-reference quality, sharpness, consistency with
+the LR input, and the opensr-test correctness scores (improvement / omission / hallucination).
+
+Conventions (written into every output by ``conventions()``):
+
+* **Data**: reflectance clipped to [0, 1] (SR, baselines and HR alike), float64; PSNR / SSIM
+  ``MAX`` = 1. The 8-bit variants (``psnr8``, ``ssim8``) compare the PNG stage's fixed quicklook
+  stretch of the same pixels (``png.quicklook_max_reflectance``, ``png.quicklook_gamma``) with
+  ``MAX`` = 255, for comparison with the seed project, which scored 8-bit stretched images.
+* **Border**: ``border`` px (default 3, the scale) cropped from every side of the HR-sized images
+  before every metric; the LR-side metrics crop ``ceil(border / scale)`` LR px.
+* **Channels**: RGB (R, G, B); multi-band metrics average over the bands as sewar does; sharpness
+  uses the band-mean grey image.
+* **Full-reference metrics** follow sewar 0.4.10 (``sewar.full_ref``) exactly; SSIM, MS-SSIM and
+  SCC are re-implemented here with separable / running-sum filters (sewar uses direct 2-D
+  ``scipy.signal.convolve2d``, 2-4 s per 795 px image) and agree with sewar to ~1e-10 (tested).
+  sewar's own quirks are kept so the numbers are sewar's: SSIM uses an 11 px *uniform* window;
+  MS-SSIM downsamples with ``uniform_filter(img, 2)`` over all three axes (bands included) and
+  raises negative contrast terms to fractional powers in complex arithmetic (real part kept);
+  SCC's Laplacian is applied twice (``generic_laplace``), which cancels in the correlation; ERGAS
+  uses ``r = 1 / scale`` (10 m / 30 m) instead of sewar's default 1/4; SAM is in radians.
+  PSNR of identical images is ``inf`` (never an error); see satsr.evaluate.stats for averaging.
+* **Sharpness** (the seed's index): mean gradient magnitude of the grey image,
+  ``mean(sqrt(gx^2 + gy^2))`` with ``gy, gx = np.gradient(grey)``, in reflectance per 10 m px.
+  CPBD (the seed's second blur metric) is not computed: the ``cpbd`` package on PyPI was last
+  released in 2018 and its only recent fork (``cpbd-py312``) carries a proprietary licence.
+* **Consistency with the input** (after opensr-test): the SR image area-downsampled to 30 m
+  (3 x 3 block means, exactly how the nested grids relate) against the LR image: mean absolute
+  reflectance difference (``lr_l1``), mean per-pixel spectral angle in degrees (``lr_sam_deg``),
+  and the sub-pixel shift by phase correlation (``lr_shift_px``, LR px; satsr.data.registration).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage as ndi
+from sewar import full_ref as sewar_fr
+
+from satsr.config import SCALE
+from satsr.data.registration import area_downsample, phase_shift
+
+#: Methods compared on the same pixels, in table order (``sr`` = the model).
+BASELINES: tuple[str, ...] = ("bicubic", "lanczos")
+METHODS: tuple[str, ...] = ("sr", *BASELINES)
+#: Full-reference metrics from sewar, on reflectance in [0, 1].
+FULL_REF: tuple[str, ...] = ("psnr", "ssim", "msssim", "ergas", "sam", "uqi", "scc", "rase")
+QUICKLOOK: tuple[str, ...] = ("psnr8", "ssim8")
+CONSISTENCY: tuple[str, ...] = ("lr_l1", "lr_sam_deg", "lr_shift_px")
+CORRECTNESS: tuple[str, ...] = ("improvement", "omission", "hallucination")
+#: Every per-method metric, in column order.
+ALL_METRICS: tuple[str, ...] = (*FULL_REF, *QUICKLOOK, "sharpness", *CONSISTENCY, *CORRECTNESS)
+#: True: higher is better; False: lower is better; None: neither (sharpness: closer to HR is better).
+HIGHER_IS_BETTER: dict[str, bool | None] = {
+    "psnr": True, "ssim": True, "msssim": True, "ergas": False, "sam": False, "uqi": True, "scc": True,
+    "rase": False, "psnr8": True, "ssim8": True, "sharpness": None, "lr_l1": False, "lr_sam_deg": False,
+    "lr_shift_px": False, "improvement": True, "omission": False, "hallucination": False,
+}
+UNITS: dict[str, str] = {
+    "psnr": "dB", "psnr8": "dB", "sam": "rad", "lr_sam_deg": "deg", "lr_shift_px": "LR px",
+    "lr_l1": "reflectance", "sharpness": "reflectance / 10 m px", "ergas": "", "rase": "%",
+}
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+class EvaluationError(ValueError):
+    """Evaluation cannot run on these inputs; the message names the file or pair."""
+
+
+# ----------------------------------------------------------------------------------- helpers
+def crop(img: np.ndarray, border: int) -> np.ndarray:
+    """Drop ``border`` px on every side of an (h, w[, c]) image."""
+    if border <= 0:
+        return img
+    if img.shape[0] <= 2 * border or img.shape[1] <= 2 * border:
+        raise EvaluationError(f"image of {img.shape[1]}x{img.shape[0]} px is too small for a {border} px border crop")
+    return img[border:-border, border:-border]
+
+
+def _hwc(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img, dtype=np.float64)
+    return img[:, :, None] if img.ndim == 2 else img
+
+
+def _valid(x: np.ndarray, ws: int) -> np.ndarray:
+    """The 'valid' part of a centred filter of odd width ``ws`` over the first two axes."""
+    h = ws // 2
+    return x[h:x.shape[0] - h, h:x.shape[1] - h]
+
+
+def _box(x: np.ndarray, ws: int, mode: str = "reflect") -> np.ndarray:
+    """Centred ws x ws mean over the first two axes (bands independent), running sums."""
+    out = ndi.uniform_filter1d(x, ws, axis=0, mode=mode)
+    return ndi.uniform_filter1d(out, ws, axis=1, mode=mode)
+
+
+def _gauss_kernel(ws: int, sigma: float) -> np.ndarray:
+    """The 1-D factor of sewar's ``fspecial(GAUSSIAN, ws, sigma)`` (which is its outer product)."""
+    x = np.arange(-ws // 2 + 1, ws // 2 + 1, dtype=np.float64)
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _gauss(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    out = ndi.correlate1d(x, g, axis=0, mode="reflect")
+    return ndi.correlate1d(out, g, axis=1, mode="reflect")
+
+
+# --------------------------------------------------------------------------- full reference
+def psnr(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0) -> float:
+    """sewar ``psnr``: 10 log10(MAX^2 / MSE) over all pixels and bands; ``inf`` when identical."""
+    mse = float(np.mean((np.asarray(gt, np.float64) - np.asarray(p, np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(max_val**2 / mse)
+
+
+def _ssim_terms(gt: np.ndarray, p: np.ndarray, c1: float, c2: float, blur: Callable, ws: int) -> tuple[float, float]:
+    """Mean SSIM and mean contrast-structure term over the 'valid' windows, per band then averaged."""
+    mu1, mu2 = _valid(blur(gt), ws), _valid(blur(p), ws)
+    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+    s1 = _valid(blur(gt * gt), ws) - mu1_sq
+    s2 = _valid(blur(p * p), ws) - mu2_sq
+    s12 = _valid(blur(gt * p), ws) - mu12
+    cs_map = (2 * s12 + c2) / (s1 + s2 + c2)
+    ssim_map = ((2 * mu12 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
+    return float(np.mean(ssim_map.mean(axis=(0, 1)))), float(np.mean(cs_map.mean(axis=(0, 1))))
+
+
+def ssim(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0, ws: int = 11, k1: float = 0.01,
+         k2: float = 0.03) -> float:
+    """sewar ``ssim(GT, P, ws=11, MAX=max_val)[0]``: uniform ws x ws window, 'valid' windows only,
+    mean over windows per band, then over bands. NaN when the image is smaller than the window."""
+    gt, p = _hwc(gt), _hwc(p)
+    if min(gt.shape[:2]) < ws:
+        return math.nan
+    c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
+    return _ssim_terms(gt, p, c1, c2, lambda x: _box(x, ws), ws)[0]
+
+
+def msssim(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0, ws: int = 11, k1: float = 0.01, k2: float = 0.03,
+           weights: Iterable[float] = MSSSIM_WEIGHTS) -> float:
+    """sewar ``msssim``: Gaussian 11 px (sigma 1.5) SSIM at 5 scales, weights of Wang et al. 2003;
+    between scales sewar's ``uniform_filter(img, 2)`` (over all axes, bands included) then ``[::2, ::2]``.
+    Scales are capped, as in sewar, so the smallest image still holds the window. NaN below ``ws`` px."""
+    gt, p = _hwc(gt), _hwc(p)
+    w = np.asarray(list(weights), dtype=np.float64)
+    min_dim = min(gt.shape[:2])
+    if min_dim < ws:
+        return math.nan
+    scales = min(len(w), int(np.floor(np.log2(min_dim / ws))) + 1)
+    w = w[:scales]
+    c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
+    g = _gauss_kernel(ws, 1.5)
+    mssim, mcs = [], []
+    for _ in range(scales):
+        s, c = _ssim_terms(gt, p, c1, c2, lambda x: _gauss(x, g), ws)
+        mssim.append(s)
+        mcs.append(c)
+        gt, p = (ndi.uniform_filter(x, 2)[::2, ::2, :] for x in (gt, p))
+    mssim_a, mcs_a = np.array(mssim), np.array(mcs)
+    value = np.prod(mcs_a[: scales - 1].astype(complex) ** w[: scales - 1]) * (
+        mssim_a[scales - 1].astype(complex) ** w[scales - 1])
+    return float(value.real)
+
+
+def scc(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
+    """sewar ``scc``: correlation of the Laplacian high-pass images in ws x ws windows (zero-padded
+    'same' windows, as sewar's ``convolve2d``), averaged over pixels and bands. sewar's high-pass is
+    ``generic_laplace`` with the 3 x 3 kernel 8/-1 on both axes, i.e. ``18 (x - box3(x))``."""
+    gt, p = _hwc(gt), _hwc(p)
+    hp1 = 18.0 * (gt - _box(gt, 3))
+    hp2 = 18.0 * (p - _box(p, 3))
+
+    def win(x: np.ndarray) -> np.ndarray:
+        return _box(x, ws, mode="constant")
+
+    mu1, mu2 = win(hp1), win(hp2)
+    s1 = np.maximum(win(hp1 * hp1) - mu1 * mu1, 0.0)
+    s2 = np.maximum(win(hp2 * hp2) - mu2 * mu2, 0.0)
+    s12 = win(hp1 * hp2) - mu1 * mu2
+    den = np.sqrt(s1) * np.sqrt(s2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den == 0, 0.0, s12 / np.where(den == 0, 1.0, den))
+    return float(np.mean(out))
+
+
+def ergas(gt: np.ndarray, p: np.ndarray, ratio: float = 1.0 / SCALE) -> float:
+    """sewar ``ergas(GT, P, r=ratio)``: 100 r sqrt(mean_b(RMSE_b^2 / mean_b(GT)^2)); r = 10 m / 30 m."""
+    return float(sewar_fr.ergas(_hwc(gt), _hwc(p), r=ratio))
+
+
+def sam(gt: np.ndarray, p: np.ndarray) -> float:
+    """sewar ``sam``: mean per-pixel spectral angle in radians (zero-norm pixels excluded)."""
+    return float(sewar_fr.sam(_hwc(gt), _hwc(p)))
+
+
+def uqi(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
+    """sewar ``uqi`` (Wang & Bovik's universal quality index, ws x ws windows)."""
+    return float(sewar_fr.uqi(_hwc(gt), _hwc(p), ws=ws))
+
+
+def rase(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
+    """sewar ``rase`` (relative average spectral error, %, ws x ws windows)."""
+    return float(sewar_fr.rase(_hwc(gt), _hwc(p), ws=ws))
+
+
+# ---------------------------------------------------------------------------------- sharpness
+def grey(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img, dtype=np.float64)
+    return img.mean(axis=-1) if img.ndim == 3 else img
+
+
+def sharpness(img: np.ndarray) -> float:
+    """The seed's sharpness index: mean gradient magnitude of the grey (band-mean) image,
+    ``gy, gx = np.gradient(grey)``, ``mean(sqrt(gx^2 + gy^2))``."""
+    gy, gx = np.gradient(grey(img))
+    return float(np.mean(np.sqrt(gx * gx + gy * gy)))
+
+
+# -------------------------------------------------------------------------------- consistency
+def spectral_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean per-pixel angle (degrees) between the band vectors of two (h, w, c) images; pixels with
+    a zero vector in either are excluded (NaN when none is left)."""
+    a = _hwc(a)
+    a = a.reshape(-1, a.shape[-1])
+    b = _hwc(b).reshape(a.shape)
+    norm = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    ok = norm > 0
+    if not ok.any():
+        return math.nan
+    cos = np.clip(np.sum(a[ok] * b[ok], axis=1) / norm[ok], -1.0, 1.0)
+    return float(np.degrees(np.mean(np.arccos(cos))))
+
+
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int = SCALE, border: int = SCALE,
+                   upsample_factor: int = 20) -> dict[str, float]:
+    """SR brought back to 30 m (``area_downsample`` by ``scale``) against the LR input.
+
+    ``lr_l1``: mean |SR_30m - LR| (reflectance); ``lr_sam_deg``: mean spectral angle (degrees);
+    ``lr_shift_px``: length of the phase-correlation shift of SR_30m against LR in LR px
+    (``lr_shift_dy`` / ``lr_shift_dx`` signed; satsr.data.registration's sign convention).
+    ``sr`` and ``lr`` are the full, uncropped (H, W, C) and (h, w, C) images; ``ceil(border /
+    scale)`` LR px are cropped from both after downsampling.
+    """
+    sr, lr = _hwc(sr), _hwc(lr)
+    if sr.shape[0] != lr.shape[0] * scale or sr.shape[1] != lr.shape[1] * scale:
+        raise EvaluationError(f"SR {sr.shape[1]}x{sr.shape[0]} is not {scale}x LR {lr.shape[1]}x{lr.shape[0]}")
+    down = area_downsample(sr.transpose(2, 0, 1), scale).transpose(1, 2, 0)
+    b = math.ceil(border / scale)
+    down, lr = crop(down, b), crop(lr, b)
+    dy, dx, _ = phase_shift(lr.transpose(2, 0, 1), down.transpose(2, 0, 1), upsample_factor=upsample_factor)
+    return {"lr_l1": float(np.mean(np.abs(down - lr))), "lr_sam_deg": spectral_angle_deg(down, lr),
+            "lr_shift_px": float(math.hypot(dy, dx)), "lr_shift_dy": float(dy), "lr_shift_dx": float(dx)}
+
+
+# -------------------------------------------------------------------------------- correctness
+@dataclass(frozen=True)
+class CorrectnessSettings:
+    """opensr-test's correctness settings (``opensr_test.config.Config`` defaults)."""
+
+    #: Match SR's per-band histogram to HR first (opensr-test's spectral harmonisation).
+    harmonize: bool = True
+    #: Pixels count when any of d_ref, d_im, d_om exceeds this quantile of d_ref ("auto75").
+    threshold_quantile: float = 0.75
+    im_lambda: float = 0.05
+    om_lambda: float = 0.05
+    ha_lambda: float = 0.05
+    temperature: float = 0.25
+    #: percent: share of counted pixels whose softmin class is each; softmin: mean softmin weight.
+    norm: str = "percent"
+
+
+def upsample(img: np.ndarray, scale: int, method: str) -> np.ndarray:
+    """Upsample an (h, w, c) float image ``scale`` x with Pillow on float32 bands (pixel-centre
+    aligned): ``bicubic`` (Keys a = -0.5), ``lanczos`` (Lanczos-3) or ``bilinear``."""
+    filters = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+               "bilinear": Image.Resampling.BILINEAR}
+    if method not in filters:
+        raise ValueError(f"unknown upsampling method {method!r}; valid: {', '.join(filters)}")
+    img = _hwc(img)
+    h, w, c = img.shape
+    out = np.empty((h * scale, w * scale, c), np.float64)
+    for k in range(c):
+        band = Image.fromarray(np.ascontiguousarray(img[:, :, k], dtype=np.float32), mode="F")
+        out[:, :, k] = np.asarray(band.resize((w * scale, h * scale), filters[method]), dtype=np.float64)
+    return out
+
+
+def _nd(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """opensr-test's 'nd' (fractional difference) per pixel: mean_b |x - y| / |x + y + 1e-8|."""
+    return np.mean(np.abs(x - y) / np.abs(x + y + 1e-8), axis=-1)
+
+
+def correctness(sr: np.ndarray, hr: np.ndarray, lr_up: np.ndarray,
+                settings: CorrectnessSettings = CorrectnessSettings()) -> dict[str, float]:
+    """Improvement, omission and hallucination shares of an SR image after opensr-test
+    (Aybar et al. 2024, ``opensr_test.main.Metrics.correctness`` with its default Config).
+
+    With ``lr_up`` the LR image bilinearly upsampled to the HR grid and ``SRh`` the SR image
+    (histogram-matched to HR when ``harmonize``), per pixel with the 'nd' distance
+    ``d(x, y) = mean_b |x - y| / |x + y|``::
+
+        d_ref = d(lr_up, HR),  d_im = d(SRh, HR) / d_ref,  d_om = d(SRh, lr_up) / d_ref
+        H = d_im + d_om - 1
+        improvement   = d_im + d_om (1 - exp(-lambda_im H))
+        omission      = d_om + d_im (1 - exp(-lambda_om H))
+        hallucination = exp(-lambda_ha d_im d_om)
+
+    Only pixels where d_ref, d(SRh, HR) or d(SRh, lr_up) exceed the ``threshold_quantile`` of d_ref
+    count. The three scores are turned into class weights by a softmin with ``temperature``; each
+    pixel's class is the largest weight. ``norm: percent`` returns the share of counted pixels in
+    each class (fractions summing to 1), ``softmin`` the mean weight. d_ref is floored at 1e-12 so
+    that pixels where LR already matches HR do not divide by zero. All inputs are (H, W, C), already
+    border-cropped and clipped.
+    """
+    sr, hr, lr_up = _hwc(sr), _hwc(hr), _hwc(lr_up)
+    if settings.harmonize:
+        from skimage.exposure import match_histograms
+
+        sr = match_histograms(sr, hr, channel_axis=-1)
+    d_ref = _nd(lr_up, hr)
+    d_im = _nd(sr, hr)
+    d_om = _nd(sr, lr_up)
+    flat = d_ref.ravel()
+    k = max(1, int(settings.threshold_quantile * flat.size))
+    threshold = float(np.partition(flat, k - 1)[k - 1])
+    mask = (d_ref > threshold) | (d_im > threshold) | (d_om > threshold)
+    if not mask.any():
+        return dict.fromkeys(CORRECTNESS, math.nan)
+    ref = np.maximum(d_ref[mask], 1e-12)
+    im_r, om_r = d_im[mask] / ref, d_om[mask] / ref
+    h = im_r + om_r - 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = np.stack([im_r + om_r * (1.0 - np.exp(-h * settings.im_lambda)),
+                           om_r + im_r * (1.0 - np.exp(-h * settings.om_lambda)),
+                           np.exp(-im_r * om_r * settings.ha_lambda)])
+        # softmin, shifted by the per-pixel minimum for numerical safety (same result)
+        z = -(scores - np.nanmin(scores, axis=0)) / settings.temperature
+        weights = np.exp(z)
+        weights /= weights.sum(axis=0)
+    if settings.norm == "softmin":
+        values = np.nanmean(weights, axis=1)
+    else:
+        cls = np.argmax(np.nan_to_num(weights, nan=-1.0), axis=0)
+        values = np.bincount(cls, minlength=3) / cls.size
+    return {name: float(v) for name, v in zip(CORRECTNESS, values, strict=True)}
+
+
+# ---------------------------------------------------------------------------------- one image
+class Timer:
+    """Seconds per metric group, summed over calls (for the benchmark)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+
+@contextmanager
+def _nothing(_name: str):
+    yield
+
+
+def quicklook8(refl: np.ndarray, max_reflectance: float, gamma: float) -> np.ndarray:
+    """The PNG stage's 8-bit quicklook stretch (satsr.data.radiometry.to_quicklook8)."""
+    from satsr.data.radiometry import to_quicklook8
+
+    return to_quicklook8(refl, max_reflectance, gamma)
+
+
+def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.ndarray], *,
+                  scale: int = SCALE, border: int = SCALE, quicklook: tuple[float, float] = (0.3, 1.8),
+                  correctness_settings: CorrectnessSettings = CorrectnessSettings(),
+                  metrics: Iterable[str] = ALL_METRICS, timer: Timer | None = None) -> dict[str, float]:
+    """Every metric of every prediction of one image, as a flat ``{method}_{metric}`` dict.
+
+    ``lr`` (h, w, c) and ``hr`` / predictions (3h, 3w, c) are reflectance; they are clipped to
+    [0, 1] here and border-cropped per the module conventions. ``metrics`` picks a subset (the
+    select stage needs only PSNR and hallucination). Adds ``hr_sharpness`` when sharpness is asked.
+    """
+    want = set(metrics)
+    unknown = want - set(ALL_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; valid: {', '.join(ALL_METRICS)}")
+    t = timer or _nothing
+    lr = np.clip(_hwc(lr), 0.0, 1.0)
+    hr_full = np.clip(_hwc(hr), 0.0, 1.0)
+    hr = crop(hr_full, border)
+    out: dict[str, float] = {}
+    if "sharpness" in want:
+        with t("sharpness"):
+            out["hr_sharpness"] = sharpness(hr)
+    hr8 = quicklook8(hr, *quicklook) if want & set(QUICKLOOK) else None
+    lr_up = None
+    if want & set(CORRECTNESS):
+        with t("correctness"):
+            lr_up = crop(upsample(lr, scale, "bilinear"), border)
+    fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "psnr": psnr, "ssim": ssim, "msssim": msssim, "ergas": lambda a, b: ergas(a, b, 1.0 / scale),
+        "sam": sam, "uqi": uqi, "scc": scc, "rase": rase,
+    }
+    for method, pred_full in predictions.items():
+        if pred_full.shape[:2] != hr_full.shape[:2]:
+            raise EvaluationError(f"{method}: prediction {pred_full.shape[1]}x{pred_full.shape[0]} px differs from "
+                                  f"HR {hr_full.shape[1]}x{hr_full.shape[0]} px")
+        pred_full = np.clip(_hwc(pred_full), 0.0, 1.0)
+        pred = crop(pred_full, border)
+        for name in FULL_REF:
+            if name in want:
+                with t(name):
+                    out[f"{method}_{name}"] = fns[name](hr, pred)
+        if hr8 is not None:
+            with t("quicklook8"):
+                p8 = quicklook8(pred, *quicklook)
+                if "psnr8" in want:
+                    out[f"{method}_psnr8"] = psnr(hr8, p8, 255.0)
+                if "ssim8" in want:
+                    out[f"{method}_ssim8"] = ssim(hr8, p8, 255.0)
+        if "sharpness" in want:
+            with t("sharpness"):
+                out[f"{method}_sharpness"] = sharpness(pred)
+        if want & set(CONSISTENCY):
+            with t("consistency"):
+                cons = lr_consistency(pred_full, lr, scale, border)
+                out.update({f"{method}_{k}": v for k, v in cons.items()})
+        if lr_up is not None:
+            with t("correctness"):
+                corr = correctness(pred, hr, lr_up, correctness_settings)
+                out.update({f"{method}_{k}": v for k, v in corr.items() if k in want})
+    return out
+
+
+def conventions(border: int, scale: int, quicklook: tuple[float, float],
+                settings: CorrectnessSettings) -> dict[str, object]:
+    """The conventions behind every number (written into the summaries and the CSV's sidecar)."""
+    return {
+        "data_range": "reflectance clipped to [0, 1] (PSNR/SSIM MAX = 1); *8 metrics: 8-bit quicklook, MAX = 255",
+        "quicklook": {"max_reflectance": quicklook[0], "gamma": quicklook[1],
+                      "formula": "round(clip(r / max, 0, 1) ** (1 / gamma) * 255)"},
+        "border_crop_px": border,
+        "border_crop_lr_px": math.ceil(border / scale),
+        "channels": "RGB; band-mean grey for sharpness",
+        "scale": scale,
+        "baselines": {"bicubic": "Pillow BICUBIC (Keys a=-0.5) on reflectance",
+                      "lanczos": "Pillow LANCZOS (Lanczos-3) on reflectance"},
+        "full_reference": "sewar 0.4.10 definitions (SSIM/MS-SSIM/SCC re-implemented, equal to sewar to ~1e-10); "
+                          "ERGAS r = 1/scale; SAM in radians",
+        "sharpness": "mean sqrt(gx^2 + gy^2), (gy, gx) = np.gradient(band-mean grey), reflectance / 10 m px",
+        "cpbd": "not computed: no maintained, openly licensed package on PyPI",
+        "consistency": "SR area-downsampled x scale vs LR: L1 (reflectance), spectral angle (deg), "
+                       "phase-correlation shift (LR px)",
+        "correctness": {"after": "opensr-test (Aybar et al. 2024), distance 'nd'", **settings.__dict__},
+        "psnr_identical": "inf per image (JSON: null, counted in n_infinite); capped for averages, see stats",
+        "units": UNITS,
+        "higher_is_better": HIGHER_IS_BETTER,
+    }
