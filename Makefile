@@ -45,6 +45,7 @@ bench: setup
 
 lint: setup
 	$(RUN) ruff check src tests stages benchmarks
+	$(RUN) hadolint docker/Dockerfile
 
 dag: setup
 	@$(RUN) dvc dag

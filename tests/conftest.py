@@ -73,5 +73,5 @@ def tiny_params() -> Params:
 
 
 # Real `mlflow server` fixtures (tests/ is on sys.path through this conftest).
-from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: E402,F401
+from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: F401
 from fixtures_postgres import postgres_server, postgres_url  # noqa: F401

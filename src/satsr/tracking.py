@@ -573,9 +573,15 @@ class VersionInfo:
     aliases: tuple[str, ...]
 
 
+def _model_id_of(source: str) -> str | None:
+    """MLflow 3 logged models live at ``models:/m-<id>``; their versions must name that id."""
+    m = re.fullmatch(r"models:/(m-[0-9a-f]+)", source or "")
+    return m.group(1) if m else None
+
+
 def _version_info(mv: Any) -> VersionInfo:
     return VersionInfo(name=mv.name, version=int(mv.version), source=mv.source, run_id=mv.run_id or None,
-                       model_id=getattr(mv, "model_id", None) or None, tags=dict(mv.tags or {}),
+                       model_id=getattr(mv, "model_id", None) or _model_id_of(mv.source), tags=dict(mv.tags or {}),
                        aliases=tuple(getattr(mv, "aliases", None) or ()))
 
 
@@ -646,7 +652,7 @@ def register_version(source_uri: str, name: str, *, run_id: str | None = None, m
             if tags:
                 set_version_tags(name, v.version, tags)
             return v.version
-    mv = client.create_model_version(name, source_uri, run_id=run_id, model_id=model_id,
+    mv = client.create_model_version(name, source_uri, run_id=run_id, model_id=model_id or _model_id_of(source_uri),
                                      tags={k: _param_str(v) for k, v in (tags or {}).items() if v is not None},
                                      description=description)
     return int(mv.version)

@@ -48,6 +48,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -626,9 +627,8 @@ def _keras_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _from_object(model: Any, uri: str, **info: Any) -> SRModel:
-    import keras
-
-    if isinstance(model, keras.Model):
+    keras = sys.modules.get("keras")  # a Keras model implies Keras is imported; do not import TF otherwise
+    if keras is not None and isinstance(model, keras.Model):
         return SRModel(_keras_fn(model), uri, info.pop("name", None) or model.name, arch=model.name, **info)
     if hasattr(model, "predict"):  # an MLflow pyfunc model of another flavour
         return SRModel(lambda b: np.asarray(model.predict(b), dtype=np.float32), uri,

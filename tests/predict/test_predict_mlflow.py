@@ -1,0 +1,68 @@
+"""predict() with models from a real (sqlite) MLflow store: models:/ and runs:/ URIs, unknown names."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import c2_dn, textured, write_tif  # tests/predict/conftest.py
+
+from satsr import tracking
+from satsr.config import Params, TrackingParams
+from satsr.predict import PredictError, predict
+
+ENV_KEYS = ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A sqlite store in tmp, reached through MLFLOW_TRACKING_URI as a user would; env restored after."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ENV_KEYS}
+    for k in ENV_KEYS:
+        os.environ.pop(k, None)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        tracking.configure(TrackingParams(uri=uri, experiment="predict-test"))
+        yield uri
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_registry_and_run_uris_load_and_unknown_names_list_the_registered_models(store, tmp_path,
+                                                                                 random_model_path):
+    from satsr.models import load
+
+    model = load(random_model_path)
+    with tracking.stage_run("finetune", "edsr", {"lr": 1e-3}, None, data_path=None):
+        info = tracking.log_keras_model(model, "edsr", np.zeros((8, 8, 3), np.float32))
+    tracking.set_alias(info.name, "champion", info.version)
+    params = Params(tracking=TrackingParams(experiment="predict-test"))
+
+    src = write_tif(tmp_path / "s.tif", c2_dn(textured(np.random.default_rng(0), 24, 24)), nodata=0)
+    local = predict(src, random_model_path, tmp_path / "local.tif", params=params, output_dtype="float32")[0]
+    out = predict(src, "models:/satsr-edsr@champion", tmp_path / "reg.tif", params=params,
+                  output_dtype="float32")[0]
+    with rasterio.open(out) as sr, rasterio.open(local) as ref:
+        tags = sr.tags()
+        assert tags["SATSR_MODEL_URI"] == "models:/satsr-edsr@champion"
+        assert tags["SATSR_MODEL_NAME"] == "satsr-edsr" and tags["SATSR_MODEL_VERSION"] == str(info.version)
+        np.testing.assert_allclose(sr.read(), ref.read(), atol=1e-6)  # the same weights
+
+    out = predict(src, f"runs:/{info.run_id}/model", tmp_path / "run.tif", params=params)[0]
+    with rasterio.open(out) as sr:
+        assert sr.tags()["SATSR_MODEL_RUN_ID"] == info.run_id
+
+    with pytest.raises(PredictError, match=r"models:/satsr-nope@champion.*registered models: satsr-edsr"):
+        predict(src, "models:/satsr-nope@champion", tmp_path / "x.tif", params=params)
