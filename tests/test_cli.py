@@ -7,7 +7,8 @@ import pytest
 
 from satsr.cli import build_parser, main
 
-SUBCOMMANDS = ["source", "filter", "split", "png", "params"]
+SUBCOMMANDS = ["source", "filter", "split", "png", "natural", "pretrain", "tune", "finetune", "evaluate", "select",
+               "predict", "params"]
 
 
 def test_every_subcommand_has_help(capsys):

@@ -7,8 +7,8 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from satsr import __version__, paths
 from satsr.config import ParamsError, flatten, load_params
@@ -74,6 +74,8 @@ def _train(args: argparse.Namespace, stage: str) -> None:
 
     params = load_params(args.params)
     arch = args.arch
+    if stage == "finetune":
+        params = _tuned(params, arch, args.best_params)
     init = None
     if stage == "finetune" and not args.no_init:
         init = args.init or paths.model_dir("pretrain", arch) / "model.keras"
@@ -88,6 +90,44 @@ def _train(args: argparse.Namespace, stage: str) -> None:
         restart=args.restart,
     )
     log.info("%s@%s: val PSNR %.3f dB (bicubic %.3f dB)", stage, arch, summary["val_psnr"], summary["bicubic_psnr"])
+
+
+def _tuned(params, arch: str, best: Path | None):
+    """finetune: apply models/tune/<arch>/best_params.yaml when tune.enabled (and it exists)."""
+    if not params.tune.enabled:
+        return params
+    best = best or paths.best_params(arch)
+    if not best.is_file():
+        log.warning("finetune@%s: %s not found (run `satsr tune %s`); using the fixed finetune.%s values",
+                    arch, best, arch, arch)
+        return params
+    from satsr.tune.spaces import apply_best
+
+    tuned = apply_best(params, arch, best)
+    if tuned is not params:
+        log.info("finetune@%s: tuned values from %s applied", arch, best)
+    return tuned
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from satsr.tune import study
+
+    params = load_params(args.params)
+    arch = args.arch
+    out = args.out or paths.best_params(arch)
+    figures = args.figures or paths.tune_dir(arch) / "figures"
+    if not params.tune.enabled and not args.force:
+        study.write_fixed(out, arch)
+        figures.mkdir(parents=True, exist_ok=True)
+        log.info("tune@%s: tune.enabled is false; fixed finetune.%s values written to %s", arch, arch, out)
+        return
+    init = None if args.no_init else (args.init or paths.model_dir("pretrain", arch) / "model.keras")
+    result = study.run_study(params, arch, data_dir=args.data, init_weights=init, out_path=out, figures_dir=figures,
+                             storage=args.storage, name=args.study_name, n_trials=args.n_trials,
+                             timeout_s=args.timeout, worker=args.worker, log_to_mlflow=not args.no_mlflow)
+    print(json.dumps({"study": result.study_name, "storage": result.storage, "best_value": result.best_value,
+                      "best_trial": result.best_trial, "best_params": result.best_params,
+                      "trials": result.counts, "trials_here": [r.number for r in result.trials_here]}, default=str))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -225,6 +265,30 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--init", type=Path, default=None,
                            help="weights to start from (default: models/pretrain/<arch>/model.keras)")
             p.add_argument("--no-init", action="store_true", help="train from scratch (no pretrained weights)")
+            p.add_argument("--best-params", type=Path, default=None,
+                           help="tuned overrides applied when tune.enabled (default: models/tune/<arch>/best_params.yaml)")
+
+    p = _add(sub, "tune", cmd_tune, "hyperparameter search for one architecture (Optuna)",
+             "Run, join or resume the Optuna study of ARCH: short fine-tunes (tune.epochs x tune.steps_per_epoch) "
+             "from models/pretrain/<arch>/model.keras with values sampled from experiments/<arch>.yaml, scored by "
+             "the validation PSNR gain over bicubic, pruned per experiments/study.yaml. Storage: env "
+             "SATSR_OPTUNA_STORAGE, else tune.storage, else .satsr/optuna/journal.log; workers on other hosts join "
+             "by study name. Trials count toward tune.n_trials in every state, so a rerun tops up. Writes the best "
+             "overrides to models/tune/<arch>/best_params.yaml (fixed values when tune.enabled is false).")
+    p.add_argument("arch", choices=_archs(), help="architecture")
+    p.add_argument("--data", type=Path, default=paths.PNG, help="PNG dataset folder (default: %(default)s)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="weights to start each trial from (default: models/pretrain/<arch>/model.keras)")
+    p.add_argument("--no-init", action="store_true", help="trials train from scratch")
+    p.add_argument("--out", type=Path, default=None, help="best params YAML (default: models/tune/<arch>/best_params.yaml)")
+    p.add_argument("--figures", type=Path, default=None, help="figures folder (default: models/tune/<arch>/figures)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: env SATSR_OPTUNA_STORAGE, tune.storage)")
+    p.add_argument("--study-name", default=None, help="join this study (default: <tune.study_prefix>-<arch>-<hash>)")
+    p.add_argument("--n-trials", type=int, default=None, help="trial cap of the study (default: tune.n_trials)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before this worker stops starting trials")
+    p.add_argument("--worker", type=int, default=0, help="worker index k: sampler seed + k (default: %(default)s)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--force", action="store_true", help="search even when tune.enabled is false")
 
     p = _add(sub, "predict", cmd_predict, "super-resolve Landsat scenes into georeferenced 10 m COGs",
              "Super-resolve Landsat 5/7/8/9 scenes x3 (30 m -> 10 m) into Cloud-Optimized GeoTIFFs on the input's "
@@ -305,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Error types whose message is the whole story (class names, so this module imports no TensorFlow).
-_EXPECTED_ERRORS = {"PipelineError", "TrainError", "NonFiniteLossError", "PerceptualWeightsError", "NaturalError",
+_EXPECTED_ERRORS = {"SpaceError", "TuneError", "PipelineError", "TrainError", "NonFiniteLossError", "PerceptualWeightsError", "NaturalError",
                     "PredictError", "EvaluationError"}
 
 

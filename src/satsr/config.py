@@ -573,11 +573,13 @@ class PredictParams(Strict):
     """
 
     #: LR tile side fed to the model (every tile of a scene has one shape, so batches trace once).
-    tile_size: Annotated[int, Field(ge=16, le=4096)] = 256
-    #: LR px shared by neighbouring tiles (at most tile_size / 2).
-    overlap: Annotated[int, Field(ge=0, le=2048)] = 32
+    tile_size: Annotated[int, Field(ge=16, le=4096)] = 384
+    #: LR px shared by neighbouring tiles (at most tile_size / 2). EDSR-baseline's reach is ~36 px; with
+    #: random weights (detail std 0.42) tiled - whole is at most 2.7e-3 reflectance at 32, 1.1e-4 at 48,
+    #: 3e-6 at 64 (trained models add far smaller detail, so far smaller differences).
+    overlap: Annotated[int, Field(ge=0, le=2048)] = 48
     #: Tiles per model call.
-    batch_size: Annotated[int, Field(ge=1, le=256)] = 2
+    batch_size: Annotated[int, Field(ge=1, le=256)] = 1
     #: cog: Cloud-Optimized GeoTIFF with overviews | gtiff: plain tiled GeoTIFF.
     output_format: Literal["cog", "gtiff"] = "cog"
     #: uint16: Collection 2 L2 encoding (DN * 2.75e-5 - 0.2, fill 0) | float32: reflectance (NaN fill).
@@ -652,8 +654,10 @@ class SelectParams(Strict):
     archs: list[Literal["rdn", "rrdn", "edsr", "srgan"]] = list(ARCH_NAMES)
     #: Ranking: psnr_gain / ssim_gain = mean paired gain over bicubic on val; psnr = mean val PSNR.
     criterion: Literal["psnr_gain", "ssim_gain", "psnr"] = "psnr_gain"
-    #: Cap on the mean val hallucination fraction; above it an architecture is not eligible.
-    max_hallucination: Fraction = 0.2
+    #: Cap on the hallucination EXCESS: mean paired increase of the val hallucination share over
+    #: bicubic's on the same images (opensr-test scores bicubic itself ~0.17 on the demo data); an
+    #: architecture above it is not eligible.
+    max_hallucination: Fraction = 0.1
     max_images: PosInt | None = None
     registered_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "satsr"
     alias: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "champion"
@@ -682,6 +686,39 @@ class TrackingParams(Strict):
     experiment: Annotated[str, Field(min_length=1)] = "satsr"
 
 
+# ----------------------------------------------------------------------------------------- tune
+class TuneParams(Strict):
+    """Hyperparameter search per architecture (``satsr tune <arch>``, satsr.tune).
+
+    The search space of each architecture is ``experiments/<arch>.yaml`` and the study settings
+    (sampler, pruner, objective) ``experiments/study.yaml``; the budget is here, so
+    ``dvc exp run -S tune.n_trials=50`` works. Each trial is a short fine-tune from
+    models/pretrain/<arch>/model.keras of ``epochs`` x ``steps_per_epoch``. ``enabled: false`` skips
+    the search: the tune stage writes the fixed finetune.<arch> values unchanged.
+    """
+
+    enabled: bool = True
+    #: Optuna storage URL; null = JournalFileBackend file ``.satsr/optuna/journal.log`` (outside the
+    #: DVC outs, so a killed study resumes). Env SATSR_OPTUNA_STORAGE wins
+    #: (e.g. postgresql+psycopg2://user@host/optuna shared by workers on several hosts).
+    storage: str | None = None
+    #: Study name = ``<study_prefix>-<arch>``; workers join a study by its name.
+    study_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "satsr"
+    #: Trials per study, counting COMPLETE + PRUNED + FAIL (a rerun tops up to this, never more).
+    n_trials: PosInt = 3                 # CPU demo budget
+    #: Stop starting new trials after this many seconds (per worker run); null = no limit.
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    epochs: PosInt = 1                   # CPU demo budget: epochs per trial
+    steps_per_epoch: PosInt = 10         # CPU demo budget
+    #: Validate each trial on at most this many val images; null = the finetune section's value.
+    val_images: PosInt | None = None
+    #: Folder of the search spaces and study settings.
+    spaces_dir: str = "experiments"
+    #: Per-trial work folders (checkpoints, models), removed after each trial unless keep_trials.
+    work_dir: str = ".satsr/tune"
+    keep_trials: bool = False
+
+
 class Params(Strict):
     """The whole of params.yaml. Later stages (training, evaluation, tuning) add their sections."""
 
@@ -699,6 +736,7 @@ class Params(Strict):
     evaluate: EvaluateParams = EvaluateParams()
     select: SelectParams = SelectParams()
     predict: PredictParams = PredictParams()
+    tune: TuneParams = TuneParams()
 
 
 # ------------------------------------------------------------------------------------- loading

@@ -41,3 +41,12 @@ def train_metrics(stage: str, arch: str) -> Path:
 
 def train_plots(stage: str, arch: str) -> Path:
     return TRAIN_PLOTS / f"{stage}_{arch}.csv"
+
+
+def tune_dir(arch: str) -> Path:
+    """``models/tune/<arch>``: best_params.yaml (DVC out of tune@<arch>) and figures/."""
+    return MODELS / "tune" / arch
+
+
+def best_params(arch: str) -> Path:
+    return tune_dir(arch) / "best_params.yaml"

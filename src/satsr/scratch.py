@@ -18,6 +18,7 @@ import yaml
 
 #: What a pipeline copy needs: definitions, code, committed review list.
 PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "pyproject.toml", "stages", "src", "data/review",
+                  "experiments",
                   ".dvc/config", ".dvc/.gitignore")
 
 

@@ -656,3 +656,57 @@ def register_version(source_uri: str, name: str, *, run_id: str | None = None, m
                                      tags={k: _param_str(v) for k, v in (tags or {}).items() if v is not None},
                                      description=description)
     return int(mv.version)
+
+
+# ----------------------------------------------------------------------------- tuning (Optuna)
+@contextlib.contextmanager
+def study_run(name: str, params: Mapping[str, Any] | None = None, *, run_id: str | None = None,
+              tags: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """The parent run of a hyperparameter study (``tune@<arch>``); yields its run id.
+
+    ``run_id`` (kept by the study, so every worker and every rerun logs under one parent) is
+    continued when it exists in the store; otherwise a new run is started. Params already logged
+    are not logged again.
+    """
+    client = MlflowClient()
+    existing = None
+    if run_id:
+        try:
+            existing = client.get_run(run_id)
+            if existing.info.lifecycle_stage != "active":
+                existing = None
+        except MlflowException:
+            existing = None
+    ctx = (mlflow.start_run(run_id=existing.info.run_id) if existing is not None
+           else mlflow.start_run(run_name=name))
+    with ctx as run:
+        flat = {k: _param_str(v) for k, v in redact(flatten(dict(params or {}))).items()}
+        new = {k: v for k, v in flat.items() if existing is None or k not in existing.data.params}
+        if new:
+            mlflow.log_params(new)
+        set_tags({"stage": "tune", **provenance_tags(None), **(tags or {})})
+        yield run.info.run_id
+
+
+@contextlib.contextmanager
+def trial_run(trial_number: int, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """A nested run (``trial_<N>``) under the active study run; yields its run id."""
+    with mlflow.start_run(run_name=f"trial_{trial_number}", nested=True) as run:
+        if params:
+            mlflow.log_params({k: _param_str(v) for k, v in redact(dict(params)).items()})
+        set_tags({"trial_number": trial_number, **(tags or {})})
+        yield run.info.run_id
+
+
+def log_metrics_to(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Numbers to a run that is not the active one (a trial's intermediate values)."""
+    client = MlflowClient()
+    for key, value in metrics.items():
+        if value is not None:
+            client.log_metric(run_id, key, float(value), step=step or 0)
+
+
+def end_run_status(run_id: str, status: str) -> None:
+    """Mark a (trial) run FINISHED / FAILED / KILLED."""
+    MlflowClient().set_terminated(run_id, status)

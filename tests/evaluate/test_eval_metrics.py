@@ -123,3 +123,20 @@ def test_upsampling_baselines_and_bad_sizes():
         m.image_metrics(flat, np.zeros((30, 36, 3)), {"sr": np.zeros((33, 36, 3))})
     with pytest.raises(m.EvaluationError, match="not 3x LR"):
         m.lr_consistency(np.zeros((30, 30, 3)), np.zeros((11, 10, 3)))
+
+
+def test_reference_cache_changes_nothing(pair):
+    from skimage.exposure import match_histograms
+
+    hr, noisy = pair
+    other = np.clip(hr * 1.05, 0, 1)
+    cache: dict = {}
+    for p in (noisy, other, noisy):  # the second use of the cache returns the first's numbers exactly
+        assert m.ssim(hr, p, cache=cache) == m.ssim(hr, p)
+        assert m.msssim(hr[:141, :141], p[:141, :141], cache=cache) == m.msssim(hr[:141, :141], p[:141, :141])
+    assert np.array_equal(m.match_histograms(noisy, hr, {}), match_histograms(noisy, hr, channel_axis=-1))
+    lr_up = m.upsample(area_downsample(hr[:141, :141].transpose(2, 0, 1), 3).transpose(1, 2, 0), 3, "bilinear")
+    shared: dict = {}
+    for p in (noisy, other):
+        assert m.correctness(p[:141, :141], hr[:141, :141], lr_up, cache=shared) == \
+            m.correctness(p[:141, :141], hr[:141, :141], lr_up)

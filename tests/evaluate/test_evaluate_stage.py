@@ -74,9 +74,10 @@ def test_identical_predictions_give_infinite_psnr_as_null_and_capped_mean(png_di
     for k in range(3):
         shutil.copy(png_dir / "test_HR" / f"test{k}.png", preds / f"test{k}.png")
     metrics = tmp_path / "m.json"
-    run_evaluate(params(figures=0), "edsr", png_dir=png_dir, predictions=preds, out_dir=tmp_path / "e",
-                 metrics_path=metrics, use_mlflow=False)
+    run_evaluate(params(figures=0, workers=2), "edsr", png_dir=png_dir, predictions=preds, out_dir=tmp_path / "e",
+                 metrics_path=metrics, use_mlflow=False)  # two metric processes: same rows, same order
     df = pd.read_csv(tmp_path / "e" / "per_image.csv")
+    assert list(df["pair_id"]) == ["test0", "test1", "test2"]
     assert np.isinf(df["sr_psnr"]).all() and np.allclose(df["sr_ssim"], 1.0)
     full = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert full["stats"]["sr"]["psnr"]["n_infinite"] == 3 and full["stats"]["sr"]["psnr"]["mean"] == 100.0
@@ -86,7 +87,7 @@ def test_identical_predictions_give_infinite_psnr_as_null_and_capped_mean(png_di
 
 def test_bad_inputs_name_the_file(png_dir, model, tmp_path):
     p = params(figures=0)
-    kw = dict(out_dir=tmp_path / "e", metrics_path=tmp_path / "m.json", use_mlflow=False)
+    kw = {"out_dir": tmp_path / "e", "metrics_path": tmp_path / "m.json", "use_mlflow": False}
     missing = tmp_path / "models" / "finetune" / "rdn" / "model.keras"
     with pytest.raises(EvaluationError, match=f"{missing}: model not found.*finetune@rdn"):
         run_evaluate(p, "rdn", png_dir=png_dir, model_path=missing, **kw)
@@ -154,3 +155,23 @@ def test_logs_into_the_finetune_run(png_dir, model, tmp_path, mlflow_server_star
     assert "evaluation/test/figures/psnr_histogram.png" in figures
     files = {a.path for a in client.list_artifacts(run.run_id, "evaluation/test")}
     assert {"evaluation/test/per_image.csv", "evaluation/test/summary.json"} <= files
+
+
+def test_cli_help_and_dvc_stages(capsys):
+    for name in ("evaluate", "select"):
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0 and f"usage: satsr {name}" in capsys.readouterr().out
+    import yaml
+
+    from satsr.scratch import repo_root
+
+    dvc = yaml.safe_load((repo_root() / "dvc.yaml").read_text())
+    stages = dvc["stages"]
+    assert stages["evaluate"]["foreach"] == ["rdn", "rrdn", "edsr", "srgan"]
+    assert stages["evaluate"]["do"]["metrics"] == [{"metrics/eval/${item}.json": {"cache": False}}]
+    assert "data/png" in stages["evaluate"]["do"]["deps"] and "evaluate" in stages["evaluate"]["do"]["params"]
+    assert stages["select"]["cmd"] == "python stages/select_model.py"  # not select.py: it would shadow `select`
+    assert {"metrics/leaderboard.json": {"cache": False}} in stages["select"]["metrics"]
+    assert (repo_root() / "stages" / "select_model.py").is_file()
+    assert not (repo_root() / "stages" / "select.py").exists()

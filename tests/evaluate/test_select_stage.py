@@ -22,8 +22,8 @@ def _server_starting(mlflow_server_started):
     return mlflow_server_started
 
 
-def _row(arch, score, hall):
-    return {"arch": arch, "score": score, "hallucination": hall}
+def _row(arch, score, excess):
+    return {"arch": arch, "score": score, "hallucination_excess": excess}
 
 
 def test_rank_respects_the_hallucination_cap():

@@ -58,6 +58,7 @@ def test_registry_and_run_uris_load_and_unknown_names_list_the_registered_models
         tags = sr.tags()
         assert tags["SATSR_MODEL_URI"] == "models:/satsr-edsr@champion"
         assert tags["SATSR_MODEL_NAME"] == "satsr-edsr" and tags["SATSR_MODEL_VERSION"] == str(info.version)
+        assert tags["SATSR_MODEL_RUN_ID"] == info.run_id
         np.testing.assert_allclose(sr.read(), ref.read(), atol=1e-6)  # the same weights
 
     out = predict(src, f"runs:/{info.run_id}/model", tmp_path / "run.tif", params=params)[0]

@@ -110,7 +110,7 @@ def test_small_chip_lies_exactly_on_the_input_grid(tmp_path, random_model_path):
 def test_tiled_output_equals_the_whole_image_output_without_seams(tmp_path, random_model):
     refl = textured(np.random.default_rng(1), 150, 170)
     src = write_tif(tmp_path / "scene.tif", refl, nodata=None)  # float32 reflectance
-    kw = dict(params=Params(), output_dtype="float32", output_format="gtiff", overlap=24)
+    kw = {"params": Params(), "output_dtype": "float32", "output_format": "gtiff", "overlap": 24}
     whole = read_refl(predict(src, random_model, tmp_path / "whole.tif", tile_size=256, **kw)[0])
     tiled = read_refl(predict(src, random_model, tmp_path / "tiled.tif", tile_size=48, batch_size=3, **kw)[0])
     grid = TileGrid(150, 170, 48, 24)

@@ -1,5 +1,7 @@
 """Tile grid and blending weights (numpy only)."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ def test_tiles_cover_the_axis_with_at_least_the_overlap(length):
     starts = axis_starts(length, 256, 32)
     tile = min(256, length)
     assert starts[0] == 0 and starts[-1] + tile == length
-    assert all(b - a <= 256 - 32 for a, b in zip(starts, starts[1:]))  # neighbours share >= overlap
+    assert all(b - a <= 256 - 32 for a, b in pairwise(starts))  # neighbours share >= overlap
 
 
 @pytest.mark.parametrize("length,overlap", [(85, 16), (300, 32), (1000, 32), (777, 0), (1000, 128)])

@@ -35,10 +35,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from satsr.config import SCALE, EvaluateParams, Params
 from satsr.evaluate.metrics import (
@@ -55,6 +54,9 @@ from satsr.evaluate.metrics import (
 )
 from satsr.evaluate.stats import describe, json_safe, paired_gain
 
+if TYPE_CHECKING:  # pandas is imported where used: metric worker processes start faster without it
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 EVAL_DIR = Path("data/eval")
@@ -66,8 +68,16 @@ SUMMARY = "summary.json"
 FIGURES = "figures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-__all__ = ["EvaluationError", "EvalPair", "ModelPredictor", "PredictionDirPredictor", "evaluate_split",
-           "load_split", "run_evaluate", "summarize"]
+__all__ = [
+    "EvalPair",
+    "EvaluationError",
+    "ModelPredictor",
+    "PredictionDirPredictor",
+    "evaluate_split",
+    "load_split",
+    "run_evaluate",
+    "summarize",
+]
 
 
 def eval_dir(arch: str) -> Path:
@@ -117,6 +127,8 @@ def load_split(png_dir: str | Path, split: str, max_images: int | None = None) -
         raise EvaluationError(f"{png_dir}: PNG dataset folder not found (run `dvc repro png` first)")
     if not index_path.is_file():
         raise EvaluationError(f"{index_path}: index.csv not found; {png_dir} is not a PNG dataset folder")
+    import pandas as pd
+
     try:
         index = pd.read_csv(index_path, dtype=str)
     except (ValueError, OSError) as err:
@@ -249,17 +261,14 @@ def predict_checked(predictor: Any, pair: EvalPair, lr: np.ndarray, hr_shape: tu
 def predictions_of(pair: EvalPair, predictor: Any, lo: float, hi: float, timer: Timer | None = None,
                    baselines: Iterable[str] = BASELINES) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(LR, HR, {sr, bicubic, lanczos}) reflectance of one pair."""
-    t0 = time.perf_counter()
-    lr = read_reflectance(pair.lr_path, lo, hi)
-    hr = read_reflectance(pair.hr_path, lo, hi)
-    t1 = time.perf_counter()
-    sr = predict_checked(predictor, pair, lr, hr.shape)
-    t2 = time.perf_counter()
-    preds = {"sr": sr, **{b: upsample(lr, SCALE, b) for b in baselines}}
-    if timer is not None:
-        for name, dt in (("read_png", t1 - t0), ("sr_inference", t2 - t1), ("baselines", time.perf_counter() - t2)):
-            timer.seconds[name] = timer.seconds.get(name, 0.0) + dt
-            timer.calls[name] = timer.calls.get(name, 0) + 1
+    t = timer or Timer()
+    with t("read_png"):
+        lr = read_reflectance(pair.lr_path, lo, hi)
+        hr = read_reflectance(pair.hr_path, lo, hi)
+    with t("sr_inference"):
+        sr = predict_checked(predictor, pair, lr, hr.shape)
+    with t("baselines"):
+        preds = {"sr": sr, **{b: upsample(lr, SCALE, b) for b in baselines}}
     return lr, hr, preds
 
 
@@ -270,15 +279,15 @@ def _metrics_job(pair_id: str, lr, hr, preds, kwargs) -> dict[str, Any]:
 
 def evaluate_split(pairs: list[EvalPair], predictor: Any, lo: float, hi: float, *, border: int = SCALE,
                    quicklook: tuple[float, float] = (0.3, 1.8),
-                   settings: CorrectnessSettings = CorrectnessSettings(), metrics: Iterable[str] = ALL_METRICS,
+                   settings: CorrectnessSettings | None = None, metrics: Iterable[str] = ALL_METRICS,
                    workers: int = 1, timer: Timer | None = None,
                    baselines: Iterable[str] = BASELINES) -> pd.DataFrame:
     """Per-image metrics of the predictor and the baselines, one row per pair (index order).
 
     With ``workers`` > 1 the metrics run in that many spawned processes (inference stays here, one
     image at a time, so memory holds at most ``2 * workers`` images in flight)."""
-    kwargs = dict(scale=SCALE, border=border, quicklook=quicklook, correctness_settings=settings,
-                  metrics=tuple(metrics))
+    kwargs = {"scale": SCALE, "border": border, "quicklook": quicklook,
+              "correctness_settings": settings or CorrectnessSettings(), "metrics": tuple(metrics)}
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     if workers <= 1:
@@ -297,6 +306,8 @@ def evaluate_split(pairs: list[EvalPair], predictor: Any, lo: float, hi: float, 
                 lr, hr, preds = predictions_of(pair, predictor, lo, hi, timer, baselines)
                 futures.append(pool.submit(_metrics_job, pair.pair_id, lr, hr, preds, kwargs))
             rows = [f.result() for f in futures]
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     if "sr_psnr" in df and "bicubic_psnr" in df:
         df["sr_psnr_gain"] = df["sr_psnr"] - df["bicubic_psnr"]
@@ -460,6 +471,7 @@ def run_evaluate(params: Params, arch: str, *, png_dir: str | Path = "data/png",
         **summarize(df, ev),
         "seconds_per_image": seconds / max(1, len(df)),
         "seconds_by_metric": {k: round(v, 4) for k, v in timer.seconds.items()},
+        "cpu_seconds_by_metric": {k: round(v, 4) for k, v in timer.cpu_seconds.items()},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / PER_IMAGE

@@ -11,9 +11,10 @@ Conventions (written into every output by ``conventions()``):
   before every metric; the LR-side metrics crop ``ceil(border / scale)`` LR px.
 * **Channels**: RGB (R, G, B); multi-band metrics average over the bands as sewar does; sharpness
   uses the band-mean grey image.
-* **Full-reference metrics** follow sewar 0.4.10 (``sewar.full_ref``) exactly; SSIM, MS-SSIM and
-  SCC are re-implemented here with separable / running-sum filters (sewar uses direct 2-D
-  ``scipy.signal.convolve2d``, 2-4 s per 795 px image) and agree with sewar to ~1e-10 (tested).
+* **Full-reference metrics** are sewar 0.4.10's (``sewar.full_ref``) definitions, re-implemented
+  here vectorised over the bands with separable / running-sum filters (sewar filters each band with
+  direct 2-D ``scipy.signal.convolve2d``: 3-5 s per 795 px image for SSIM or MS-SSIM) and equal to
+  sewar's own functions to ~1e-10 (tested against sewar; sewar is not imported at run time).
   sewar's own quirks are kept so the numbers are sewar's: SSIM uses an 11 px *uniform* window;
   MS-SSIM downsamples with ``uniform_filter(img, 2)`` over all three axes (bands included) and
   raises negative contrast terms to fractional powers in complex arithmetic (real part kept);
@@ -37,11 +38,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from sewar import full_ref as sewar_fr
 
 from satsr.config import SCALE
 from satsr.data.registration import area_downsample, phase_shift
@@ -119,11 +120,28 @@ def psnr(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(max_val**2 / mse)
 
 
-def _ssim_terms(gt: np.ndarray, p: np.ndarray, c1: float, c2: float, blur: Callable, ws: int) -> tuple[float, float]:
-    """Mean SSIM and mean contrast-structure term over the 'valid' windows, per band then averaged."""
-    mu1, mu2 = _valid(blur(gt), ws), _valid(blur(p), ws)
+#: Reference-side results shared by the methods scored against the same HR image (image_metrics):
+#: the blurred HR statistics of SSIM / MS-SSIM, HR's downsampled scales, HR's histogram tables and
+#: the LR-to-HR distance of the correctness scores. Keys name the computation; pass one dict per HR.
+RefCache = dict
+
+
+def _cached(cache: RefCache | None, key: tuple, fn: Callable[[], Any]) -> Any:
+    if cache is None:
+        return fn()
+    if key not in cache:
+        cache[key] = fn()
+    return cache[key]
+
+
+def _ssim_terms(gt: np.ndarray, p: np.ndarray, c1: float, c2: float, blur: Callable, ws: int,
+                gt_stats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
+    """Mean SSIM and mean contrast-structure term over the 'valid' windows, per band then averaged.
+    ``gt_stats``: (blurred gt, blurred gt^2), 'valid' parts, when already known."""
+    mu1, e11 = gt_stats if gt_stats is not None else (_valid(blur(gt), ws), _valid(blur(gt * gt), ws))
+    mu2 = _valid(blur(p), ws)
     mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = _valid(blur(gt * gt), ws) - mu1_sq
+    s1 = e11 - mu1_sq
     s2 = _valid(blur(p * p), ws) - mu2_sq
     s12 = _valid(blur(gt * p), ws) - mu12
     cs_map = (2 * s12 + c2) / (s1 + s2 + c2)
@@ -132,21 +150,28 @@ def _ssim_terms(gt: np.ndarray, p: np.ndarray, c1: float, c2: float, blur: Calla
 
 
 def ssim(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0, ws: int = 11, k1: float = 0.01,
-         k2: float = 0.03) -> float:
+         k2: float = 0.03, cache: RefCache | None = None) -> float:
     """sewar ``ssim(GT, P, ws=11, MAX=max_val)[0]``: uniform ws x ws window, 'valid' windows only,
-    mean over windows per band, then over bands. NaN when the image is smaller than the window."""
+    mean over windows per band, then over bands. NaN when the image is smaller than the window.
+    ``cache`` (a dict per reference image) keeps gt's statistics for the next call with the same gt."""
     gt, p = _hwc(gt), _hwc(p)
     if min(gt.shape[:2]) < ws:
         return math.nan
     c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
-    return _ssim_terms(gt, p, c1, c2, lambda x: _box(x, ws), ws)[0]
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return _box(x, ws)
+
+    stats = _cached(cache, ("ssim", ws), lambda: (_valid(blur(gt), ws), _valid(blur(gt * gt), ws)))
+    return _ssim_terms(gt, p, c1, c2, blur, ws, stats)[0]
 
 
 def msssim(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0, ws: int = 11, k1: float = 0.01, k2: float = 0.03,
-           weights: Iterable[float] = MSSSIM_WEIGHTS) -> float:
+           weights: Iterable[float] = MSSSIM_WEIGHTS, cache: RefCache | None = None) -> float:
     """sewar ``msssim``: Gaussian 11 px (sigma 1.5) SSIM at 5 scales, weights of Wang et al. 2003;
     between scales sewar's ``uniform_filter(img, 2)`` (over all axes, bands included) then ``[::2, ::2]``.
-    Scales are capped, as in sewar, so the smallest image still holds the window. NaN below ``ws`` px."""
+    Scales are capped, as in sewar, so the smallest image still holds the window. NaN below ``ws`` px.
+    ``cache`` as for ``ssim``."""
     gt, p = _hwc(gt), _hwc(p)
     w = np.asarray(list(weights), dtype=np.float64)
     min_dim = min(gt.shape[:2])
@@ -156,12 +181,24 @@ def msssim(gt: np.ndarray, p: np.ndarray, max_val: float = 1.0, ws: int = 11, k1
     w = w[:scales]
     c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
     g = _gauss_kernel(ws, 1.5)
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return _gauss(x, g)
+
+    def down(x: np.ndarray) -> np.ndarray:
+        return ndi.uniform_filter(x, 2)[::2, ::2, :]
+
     mssim, mcs = [], []
-    for _ in range(scales):
-        s, c = _ssim_terms(gt, p, c1, c2, lambda x: _gauss(x, g), ws)
-        mssim.append(s)
-        mcs.append(c)
-        gt, p = (ndi.uniform_filter(x, 2)[::2, ::2, :] for x in (gt, p))
+    g_k = gt
+    for k in range(scales):
+        if k:
+            g_k = _cached(cache, ("msssim_gt", ws, k), lambda prev=g_k: down(prev))
+        stats = _cached(cache, ("msssim_stats", ws, k),
+                        lambda g_k=g_k: (_valid(blur(g_k), ws), _valid(blur(g_k * g_k), ws)))
+        s_, c_ = _ssim_terms(g_k, p, c1, c2, blur, ws, stats)
+        mssim.append(s_)
+        mcs.append(c_)
+        p = down(p)
     mssim_a, mcs_a = np.array(mssim), np.array(mcs)
     value = np.prod(mcs_a[: scales - 1].astype(complex) ** w[: scales - 1]) * (
         mssim_a[scales - 1].astype(complex) ** w[scales - 1])
@@ -191,22 +228,54 @@ def scc(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
 
 def ergas(gt: np.ndarray, p: np.ndarray, ratio: float = 1.0 / SCALE) -> float:
     """sewar ``ergas(GT, P, r=ratio)``: 100 r sqrt(mean_b(RMSE_b^2 / mean_b(GT)^2)); r = 10 m / 30 m."""
-    return float(sewar_fr.ergas(_hwc(gt), _hwc(p), r=ratio))
+    gt, p = _hwc(gt), _hwc(p)
+    means = np.mean(gt, axis=(0, 1))
+    rmse = np.sqrt(np.mean((gt - p) ** 2, axis=(0, 1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(100 * ratio * np.sqrt(np.sum(rmse**2 / means**2) / gt.shape[2]))
 
 
 def sam(gt: np.ndarray, p: np.ndarray) -> float:
-    """sewar ``sam``: mean per-pixel spectral angle in radians (zero-norm pixels excluded)."""
-    return float(sewar_fr.sam(_hwc(gt), _hwc(p)))
+    """sewar ``sam``: mean per-pixel spectral angle in radians (zero-norm pixels excluded; NaN if none)."""
+    gt, p = _hwc(gt), _hwc(p)
+    a = gt.reshape(-1, gt.shape[2])
+    b = p.reshape(-1, p.shape[2])
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    valid = norms > 0
+    if not valid.any():
+        return math.nan
+    cos = np.clip(np.sum(a * b, axis=1)[valid] / norms[valid], -1, 1)
+    return float(np.mean(np.arccos(cos)))
 
 
 def uqi(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
-    """sewar ``uqi`` (Wang & Bovik's universal quality index, ws x ws windows)."""
-    return float(sewar_fr.uqi(_hwc(gt), _hwc(p), ws=ws))
+    """sewar ``uqi`` (Wang & Bovik's universal quality index in ws x ws windows), sewar's formula as
+    written (window means where the paper has sums), mean over the inner windows and the bands."""
+    gt, p = _hwc(gt), _hwc(p)
+    n = ws**2
+    m1, m2 = _box(gt, ws), _box(p, ws)
+    e11, e22, e12 = _box(gt * gt, ws), _box(p * p, ws), _box(gt * p, ws)
+    m12 = m1 * m2
+    msq = m1 * m1 + m2 * m2
+    numerator = 4 * (n * e12 - m12) * m12
+    denominator1 = n * (e11 + e22) - msq
+    denominator = denominator1 * msq
+    q = np.ones(denominator.shape)
+    np.divide(2 * m12, msq, out=q, where=(denominator1 == 0) & (msq != 0))
+    np.divide(numerator, denominator, out=q, where=denominator != 0)
+    s = int(np.round(ws / 2))
+    return float(np.mean(q[s:-s, s:-s].mean(axis=(0, 1))))
 
 
 def rase(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
     """sewar ``rase`` (relative average spectral error, %, ws x ws windows)."""
-    return float(sewar_fr.rase(_hwc(gt), _hwc(p), ws=ws))
+    gt, p = _hwc(gt), _hwc(p)
+    rmse_map = np.sqrt(_box((gt - p) ** 2, ws))
+    m = np.sum(_box(gt, ws), axis=2) / gt.shape[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rase_map = np.where(m != 0, (100.0 / m) * np.sqrt(np.sum(rmse_map**2, axis=2) / gt.shape[2]), 0.0)
+    s = int(np.round(ws / 2))
+    return float(np.mean(rase_map[s:-s, s:-s]))
 
 
 # ---------------------------------------------------------------------------------- sharpness
@@ -296,8 +365,26 @@ def _nd(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean(np.abs(x - y) / np.abs(x + y + 1e-8), axis=-1)
 
 
+def _cdf_table(band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values, counts = np.unique(band.reshape(-1), return_counts=True)
+    return values, np.cumsum(counts) / band.size
+
+
+def match_histograms(img: np.ndarray, reference: np.ndarray, cache: RefCache | None = None) -> np.ndarray:
+    """``skimage.exposure.match_histograms(img, reference, channel_axis=-1)`` for float images (the
+    same cumulative-CDF interpolation, per band), with the reference's tables kept in ``cache``."""
+    out = np.empty(img.shape, dtype=np.float64)
+    for b in range(img.shape[-1]):
+        t_values, t_quantiles = _cached(cache, ("cdf", b), lambda b=b: _cdf_table(reference[..., b]))
+        _, s_inverse, s_counts = np.unique(img[..., b].reshape(-1), return_inverse=True, return_counts=True)
+        s_quantiles = np.cumsum(s_counts) / s_inverse.size
+        out[..., b] = np.interp(s_quantiles, t_quantiles, t_values)[s_inverse].reshape(img.shape[:-1])
+    return out
+
+
 def correctness(sr: np.ndarray, hr: np.ndarray, lr_up: np.ndarray,
-                settings: CorrectnessSettings = CorrectnessSettings()) -> dict[str, float]:
+                settings: CorrectnessSettings = CorrectnessSettings(),
+                cache: RefCache | None = None) -> dict[str, float]:
     """Improvement, omission and hallucination shares of an SR image after opensr-test
     (Aybar et al. 2024, ``opensr_test.main.Metrics.correctness`` with its default Config).
 
@@ -316,19 +403,20 @@ def correctness(sr: np.ndarray, hr: np.ndarray, lr_up: np.ndarray,
     pixel's class is the largest weight. ``norm: percent`` returns the share of counted pixels in
     each class (fractions summing to 1), ``softmin`` the mean weight. d_ref is floored at 1e-12 so
     that pixels where LR already matches HR do not divide by zero. All inputs are (H, W, C), already
-    border-cropped and clipped.
+    border-cropped and clipped. ``cache`` (one dict per HR / LR pair) keeps the HR-side work.
     """
     sr, hr, lr_up = _hwc(sr), _hwc(hr), _hwc(lr_up)
     if settings.harmonize:
-        from skimage.exposure import match_histograms
+        sr = match_histograms(sr, hr, cache)
 
-        sr = match_histograms(sr, hr, channel_axis=-1)
-    d_ref = _nd(lr_up, hr)
+    def reference() -> tuple[np.ndarray, float]:
+        d = _nd(lr_up, hr)
+        k = max(1, int(settings.threshold_quantile * d.size))
+        return d, float(np.partition(d.ravel(), k - 1)[k - 1])
+
+    d_ref, threshold = _cached(cache, ("d_ref", settings.threshold_quantile), reference)
     d_im = _nd(sr, hr)
     d_om = _nd(sr, lr_up)
-    flat = d_ref.ravel()
-    k = max(1, int(settings.threshold_quantile * flat.size))
-    threshold = float(np.partition(flat, k - 1)[k - 1])
     mask = (d_ref > threshold) | (d_im > threshold) | (d_om > threshold)
     if not mask.any():
         return dict.fromkeys(CORRECTNESS, math.nan)
@@ -353,20 +441,26 @@ def correctness(sr: np.ndarray, hr: np.ndarray, lr_up: np.ndarray,
 
 # ---------------------------------------------------------------------------------- one image
 class Timer:
-    """Seconds per metric group, summed over calls (for the benchmark)."""
+    """Wall and CPU seconds per metric group, summed over calls (CPU time of this process: a
+    load-independent figure on a shared machine)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + wall
+        self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + cpu
+        self.calls[name] = self.calls.get(name, 0) + 1
 
     @contextmanager
     def __call__(self, name: str):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-            self.calls[name] = self.calls.get(name, 0) + 1
+            self.add(name, time.perf_counter() - t0, time.process_time() - c0)
 
 
 @contextmanager
@@ -408,8 +502,11 @@ def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.n
     if want & set(CORRECTNESS):
         with t("correctness"):
             lr_up = crop(upsample(lr, scale, "bilinear"), border)
+    ref_cache: RefCache = {}  # HR-side work shared by the methods (and a separate one for 8-bit)
+    ref8_cache: RefCache = {}
     fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-        "psnr": psnr, "ssim": ssim, "msssim": msssim, "ergas": lambda a, b: ergas(a, b, 1.0 / scale),
+        "psnr": psnr, "ssim": lambda a, b: ssim(a, b, cache=ref_cache),
+        "msssim": lambda a, b: msssim(a, b, cache=ref_cache), "ergas": lambda a, b: ergas(a, b, 1.0 / scale),
         "sam": sam, "uqi": uqi, "scc": scc, "rase": rase,
     }
     for method, pred_full in predictions.items():
@@ -428,7 +525,7 @@ def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.n
                 if "psnr8" in want:
                     out[f"{method}_psnr8"] = psnr(hr8, p8, 255.0)
                 if "ssim8" in want:
-                    out[f"{method}_ssim8"] = ssim(hr8, p8, 255.0)
+                    out[f"{method}_ssim8"] = ssim(hr8, p8, 255.0, cache=ref8_cache)
         if "sharpness" in want:
             with t("sharpness"):
                 out[f"{method}_sharpness"] = sharpness(pred)
@@ -438,7 +535,7 @@ def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.n
                 out.update({f"{method}_{k}": v for k, v in cons.items()})
         if lr_up is not None:
             with t("correctness"):
-                corr = correctness(pred, hr, lr_up, correctness_settings)
+                corr = correctness(pred, hr, lr_up, correctness_settings, ref_cache)
                 out.update({f"{method}_{k}": v for k, v in corr.items() if k in want})
     return out
 

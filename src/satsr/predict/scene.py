@@ -618,7 +618,9 @@ def _keras_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     if channels not in (None, 3):
         raise PredictError(f"model {model.name!r} takes {channels} channels; satsr predict needs a red,green,blue "
                            "(3-channel) model")
-    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    # One trace for every tile shape and batch size (a scene's last batch of a row is often partial).
+    call = tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
 
     def fn(batch: np.ndarray) -> np.ndarray:
         return call(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
@@ -652,6 +654,8 @@ def _registry_info(uri: str) -> dict[str, Any]:
             elif m["version"] and m["version"].lower() == "latest":
                 version = tracking.latest_version(m["name"])
                 info["version"] = None if version is None else str(version)
+            if info.get("version"):
+                info["run_id"] = tracking.get_version(m["name"], info["version"]).run_id
         except Exception as err:  # noqa: BLE001 (provenance only; the model itself loaded)
             log.debug("no registry version for %s: %s", uri, err)
     elif m := re.fullmatch(r"runs:/(?P<run>[0-9a-fA-F]+)/(?P<path>.+)", uri):
@@ -863,7 +867,8 @@ def _tags(scene: OpenScene, model: SRModel, spec: OutputSpec) -> dict[str, str]:
     }
     if scene.input.sensor:
         tags[f"{TAG}SENSOR"] = scene.input.sensor
-    if scene.window.col_off or scene.window.row_off or scene.height != scene.window.height:
+    first = scene.datasets[scene.input.bands[0].path]
+    if (scene.window.col_off, scene.window.row_off, scene.width, scene.height) != (0, 0, first.width, first.height):
         tags[f"{TAG}INPUT_WINDOW"] = (f"col_off={scene.window.col_off},row_off={scene.window.row_off},"
                                       f"width={scene.width},height={scene.height}")
     return tags

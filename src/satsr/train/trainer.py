@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -377,7 +378,8 @@ def _all_finite(values: dict[str, float]) -> bool:
 def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir: Path,
                 init_weights: Path | None = None, *, ckpt_dir: Path | None = None,
                 metrics_path: Path | None = None, plots_path: Path | None = None,
-                restart: bool = False, log_to_mlflow: bool = True) -> dict[str, Any]:
+                restart: bool = False, log_to_mlflow: bool = True,
+                on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train ``arch`` for ``stage`` on the PNG dataset ``data_dir``; write ``out_dir/model.keras``.
 
     ``init_weights``: a ``model.keras`` (or ``.weights.h5``) to start from (fine-tuning); ignored
@@ -386,6 +388,9 @@ def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir
     is copied to ``plots_path`` after every epoch and the final summary written to
     ``metrics_path`` (both optional; always also in ``out_dir``). Fine-tuned models are logged to
     MLflow and registered as ``satsr-<arch>``. Returns the summary (also the metrics JSON).
+    ``on_epoch_end(epoch, metrics)`` (optional) is called after each validation with the 1-based
+    epoch and ``{'val_psnr', 'val_ssim', 'bicubic_psnr', 'val_psnr_gain'}``; whatever it raises
+    (e.g. optuna.TrialPruned) propagates out of train_stage.
     """
     from satsr import paths
 
@@ -419,7 +424,7 @@ def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir
             log_to_mlflow = False
         resumable = ck.prepare_dir(ckpt_dir, _fingerprint(params, stage, arch, sp, data_dir, init_weights), restart)
         return _run(params, stage, arch, sp, data_dir, out_dir, init_weights, ckpt_dir, metrics_path, plots_path,
-                    strategy, chief, resumable, policy, is_gan, log_to_mlflow)
+                    strategy, chief, resumable, policy, is_gan, log_to_mlflow, on_epoch_end)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -427,7 +432,8 @@ def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir
 def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: Path, out_dir: Path,
          init_weights: Path | None, ckpt_dir: Path, metrics_path: Path | None, plots_path: Path | None,
          strategy: tf.distribute.Strategy, chief: bool, resumable: bool, policy: str, is_gan: bool,
-         log_to_mlflow: bool) -> dict[str, Any]:
+         log_to_mlflow: bool, on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+         ) -> dict[str, Any]:
     name = f"{stage}@{arch}"
     total_steps = sp.epochs * sp.steps_per_epoch
     global_batch = sp.input.batch_size
@@ -518,7 +524,8 @@ def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: 
             try:
                 last, history = _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pixel_step,
                                gan_step, train_ds, val_ds, predict, bicubic, ckpt, ckpt_dir, epoch_var,
-                               step_var, history, plots_path, run is not None, timing, global_batch)
+                               step_var, history, plots_path, run is not None, timing, global_batch,
+                               on_epoch_end)
                 break
             except _NonFinite as nf:
                 where = (f"{name}: non-finite loss ({', '.join(f'{k}={v}' for k, v in nf.values.items())}) at "
@@ -551,7 +558,7 @@ def _run(params: Params, stage: str, arch: str, sp: TrainStageParams, data_dir: 
 
 def _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pixel_step, gan_step, train_ds,
             val_ds, predict, bicubic, ckpt, ckpt_dir, epoch_var, step_var, history, plots_path, mlflow_on,
-            timing, global_batch) -> tuple[dict[str, float], list[dict[str, Any]]]:
+            timing, global_batch, on_epoch_end=None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Run the remaining epochs; return the last validation metrics and the history. Raises _NonFinite."""
     name = f"{stage}@{arch}"
     tp = params.train
@@ -622,6 +629,9 @@ def _epochs(params, stage, arch, sp, strategy, generator, g_opt, disc, d_opt, pi
         if (epoch + 1) % tp.checkpoint_every_epochs == 0 or last_epoch:
             epoch_var.assign(epoch + 1)
             ckpt.save(epoch + 1, global_step)
+        if on_epoch_end is not None and "val_psnr" in row:
+            on_epoch_end(epoch + 1, {"val_psnr": row["val_psnr"], "val_ssim": row["val_ssim"],
+                                     "bicubic_psnr": bicubic["psnr"], "val_psnr_gain": row["val_psnr_gain"]})
     epoch_var.assign(max(start_epoch, sp.epochs))
     return last_val, history
 

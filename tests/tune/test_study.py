@@ -1,0 +1,182 @@
+"""Studies: failed trials are recorded FAIL and the study goes on, pruning, the cap, resume after a
+killed study (tops up, never adds), and the real fine-tune path with MLflow nested runs, figures and
+the best params applied by `satsr finetune`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from tune_fixtures import REPO, pretrained, tiny_raw, write_dataset, write_params, write_spaces
+
+from satsr.config import Params
+from satsr.tune import study as st
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                                        "ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+def _params(tmp_path, **kw) -> Params:
+    return Params.model_validate(tiny_raw(tmp_path, **kw))
+
+
+def _journal(tmp_path) -> str:
+    return f"journal:{tmp_path / 'journal.log'}"
+
+
+def fake_train(failures: dict[int, Exception] | None = None, curve=(0.1, 0.2, 0.3)):
+    """A cheap train_stage: reports ``curve`` scaled by lr, or raises the failure of its call."""
+    calls = {"n": 0}
+
+    def train(params, stage, arch, data_dir, out_dir, init, *, on_epoch_end=None, **kw):
+        k = calls["n"]
+        calls["n"] += 1
+        if failures and k in failures:
+            raise failures[k]
+        sp = getattr(params.finetune, arch)
+        gain = 0.0
+        for epoch in range(1, sp.epochs + 1):
+            gain = curve[min(epoch, len(curve)) - 1] * sp.lr * 100
+            on_epoch_end(epoch, {"val_psnr": 30 + gain, "val_ssim": 0.9, "bicubic_psnr": 30.0,
+                                 "val_psnr_gain": gain})
+        return {"val_psnr": 30 + gain, "bicubic_psnr": 30.0, "psnr_gain_db": gain}
+
+    return train
+
+
+def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    from satsr.train.trainer import NonFiniteLossError
+
+    params = _params(tmp_path, n_trials=5)
+    failures = {1: NonFiniteLossError("finetune@edsr: non-finite loss (loss=nan) at epoch 1/1"),
+                2: MemoryError("OOM when allocating tensor"), 3: RuntimeError("disk full")}
+    result = st.run_study(params, "edsr", data_dir=tmp_path, init_weights=None, storage=_journal(tmp_path),
+                          out_path=tmp_path / "best.yaml", log_to_mlflow=False, train_fn=fake_train(failures))
+    assert result.counts == {"COMPLETE": 2, "FAIL": 3}
+    study = optuna.load_study(study_name=result.study_name, storage=st.make_storage(_journal(tmp_path)))
+    reasons = {t.number: t.user_attrs.get("fail_reason", "") for t in study.trials if t.state.name == "FAIL"}
+    assert "NonFiniteLossError" in reasons[1] and "MemoryError" in reasons[2] and "disk full" in reasons[3]
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["best_trial"] in (0, 4) and "finetune.lr" in best["overrides"]
+
+
+def test_pruning_marks_trials_pruned(tmp_path):
+    raw = tiny_raw(tmp_path, n_trials=8, epochs=3)
+    write_spaces(tmp_path / "spaces", ("edsr",), pruner="successive_halving", sampler="random")
+    params = Params.model_validate(raw)
+    result = st.run_study(params, "edsr", data_dir=tmp_path, init_weights=None, storage=_journal(tmp_path),
+                          log_to_mlflow=False, train_fn=fake_train())
+    assert sum(result.counts.values()) == 8
+    assert result.counts.get("PRUNED", 0) >= 1, result.counts
+    pruned = [r for r in result.trials_here if r.state == "PRUNED"]
+    assert all("pruned at epoch" in r.reason for r in pruned)
+
+
+def test_cap_counts_every_state_and_reruns_top_up(tmp_path):
+    params = _params(tmp_path, n_trials=3)
+    kw = {"data_dir": tmp_path, "init_weights": None, "storage": _journal(tmp_path), "log_to_mlflow": False}
+    first = st.run_study(params, "edsr", train_fn=fake_train({0: RuntimeError("x")}), **kw)
+    assert sum(first.counts.values()) == 3 and len(first.trials_here) == 3
+    again = st.run_study(params, "edsr", train_fn=fake_train(), **kw)
+    assert again.trials_here == [] and sum(again.counts.values()) == 3  # nothing added
+    more = st.run_study(params, "edsr", n_trials=5, train_fn=fake_train(), **kw)
+    assert len(more.trials_here) == 2 and sum(more.counts.values()) == 5
+
+
+KILLED_WORKER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from test_study import fake_train, _params
+    from satsr.tune import study as st
+    from pathlib import Path
+    tmp = Path({tmp!r})
+    inner = fake_train()
+    calls = {{"n": 0}}
+    def train(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:          # SIGKILL in the middle of the third trial
+            os.kill(os.getpid(), signal.SIGKILL)
+        return inner(*a, **k)
+    st.run_study(_params(tmp, n_trials=5), "edsr", data_dir=tmp, init_weights=None,
+                 storage="journal:" + str(tmp / "journal.log"), log_to_mlflow=False, train_fn=train)
+""")
+
+
+def test_resume_after_a_killed_study_tops_up_to_the_cap(tmp_path):
+    code = KILLED_WORKER.format(tests=str(Path(__file__).parent), tmp=str(tmp_path))
+    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{REPO / 'tests'}"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    storage = st.make_storage(_journal(tmp_path))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    states = [t.state.name for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials]
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING"]
+    result = st.run_study(_params(tmp_path, n_trials=5), "edsr", data_dir=tmp_path, init_weights=None,
+                          storage=_journal(tmp_path), log_to_mlflow=False, train_fn=fake_train())
+    assert result.study_name == summary.study_name
+    assert result.counts == {"COMPLETE": 4, "FAIL": 1}  # the dead trial FAILED, 2 new ones: 5 in all
+    assert [r.number for r in result.trials_here] == [3, 4]
+    dead = optuna.load_study(study_name=summary.study_name, storage=storage).trials[2]
+    assert "died" in dead.user_attrs["fail_reason"]
+
+
+def test_real_trials_log_nested_mlflow_runs_figures_and_feed_finetune(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    data = write_dataset(tmp_path / "png")
+    init = pretrained(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SATSR_TRACKING_ROOT", str(tmp_path))
+    monkeypatch.setenv("SATSR_OPTUNA_STORAGE", _journal(tmp_path))
+    raw = tiny_raw(tmp_path, n_trials=3, epochs=2, steps=2)
+    params_file = write_params(tmp_path, raw)
+    best = tmp_path / "tune" / "best_params.yaml"
+    from satsr.cli import main
+
+    assert main(["tune", "edsr", "--params", str(params_file), "--data", str(data), "--init", str(init),
+                 "--out", str(best), "--figures", str(tmp_path / "tune" / "figures")]) == 0
+    doc = yaml.safe_load(best.read_text())
+    assert doc["tuned"] and sum(doc["trials"].values()) == 3 and "finetune.lr" in doc["overrides"]
+    figures = {p.name for p in (tmp_path / "tune" / "figures").iterdir()}
+    assert {"optimization_history.png", "parallel_coordinate.png", "intermediate_values.png",
+            "trials.csv"} <= figures
+    assert not any((tmp_path / "work" / "edsr").glob("trial_*"))  # trial folders cleaned up
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("satsr").experiment_id])
+    parents = [r for r in runs if r.info.run_name == "tune@edsr"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3
+    assert "best.finetune.lr" in parent.data.tags and parent.data.tags["best_trial"] == str(doc["best_trial"])
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
+    assert "optuna/optimization_history.png" in arts
+    complete = [c for c in children if c.data.tags.get("state") == "COMPLETE"]
+    assert complete and all("finetune.lr" in c.data.params for c in children)
+    hist = client.get_metric_history(complete[0].info.run_id, "val_psnr_gain")
+    assert [m.step for m in hist] == [1, 2] and "value" in complete[0].data.metrics
+
+    # finetune applies the best values (tune.enabled), or the fixed ones when disabled
+    out = tmp_path / "ft"
+    assert main(["finetune", "edsr", "--params", str(params_file), "--data", str(data), "--init", str(init),
+                 "--best-params", str(best), "--out", str(out), "--ckpt", str(tmp_path / "ck"),
+                 "--metrics", str(tmp_path / "m.json"), "--plots", str(tmp_path / "p.csv")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["batch_size"] == doc["overrides"]["finetune.input.batch_size"]
+    raw["tune"]["enabled"] = False
+    write_params(tmp_path, raw)
+    fixed = tmp_path / "fixed.yaml"
+    assert main(["tune", "edsr", "--params", str(params_file), "--out", str(fixed),
+                 "--figures", str(tmp_path / "f2")]) == 0
+    assert yaml.safe_load(fixed.read_text()) == {"arch": "edsr", "tuned": False, "overrides": {}}
