@@ -44,7 +44,6 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from mlflow.exceptions import MlflowException
 
 from satsr import __version__
 from satsr.config import Params, TrackingParams, flatten
+from satsr.data.geotiff import write_text_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -300,20 +300,6 @@ class StageRun:
 _active: list[StageRun] = []
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _resumable(client: MlflowClient, run_id: str, stage: str, params: Mapping[str, str]) -> Any | None:
     """The stored run to continue, or None (missing, deleted, other experiment/stage/params)."""
     try:
@@ -379,7 +365,7 @@ def stage_run(stage: str, arch: str | None, params_section: Mapping[str, Any] | 
             mlflow.log_params(new_params)
         set_tags(all_tags)
         if run_id_path is not None:  # only once the run carries its stage tag and params
-            _write_atomic(run_id_path, run_id + "\n")
+            write_text_atomic(run_id_path, run_id + "\n")
         _active.append(state)
         try:
             yield state

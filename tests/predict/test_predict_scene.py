@@ -22,7 +22,7 @@ from conftest import ORIGIN, c2_dn, textured, write_tif  # tests/predict/conftes
 
 from satsr.cli import main
 from satsr.config import Params
-from satsr.predict import PredictError, PredictWarning, predict
+from satsr.predict import PredictError, PredictWarning, predict, resolve_inputs
 from satsr.predict.tiles import TileGrid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,6 +231,13 @@ def test_collection2_band_files_of_l8_and_l5(tmp_path, bicubic_model):
     assert [o.name for o in outs] == ["LT05_L2SP_232066_20080727_20200827_02_T1_SR10m.tif"]
     np.testing.assert_allclose(np.nanmean(read_refl(outs[0]).reshape(3, -1), 1), [0.09, 0.06, 0.03], atol=1e-4)
 
+    # A glob and several inputs at once: one output per scene in the output folder.
+    assert [s.name for s in resolve_inputs(str(l8 / "*.TIF"))] == ["LC08_L2SP_232066_20190727_20200827_02_T1"]
+    outs = predict([str(l8 / "*_SR_B*.TIF"), l5], bicubic_model, tmp_path / "both", params=Params())
+    assert sorted(o.name[:4] for o in outs) == ["LC08", "LT05"] and all(o.is_file() for o in outs)
+    with pytest.raises(PredictError, match="2 scenes need an output folder"):
+        predict([l8, l5], bicubic_model, tmp_path / "one.tif", params=Params())
+
     (l5 / "LT05_L2SP_232066_20080727_20200827_02_T1_SR_B1.TIF").unlink()
     with pytest.raises(PredictError, match=r"LT05_L2SP_232066_20080727_20200827_02_T1_SR_B1\.TIF: file not found"):
         predict(l5, bicubic_model, tmp_path / "out5b", params=Params())
@@ -357,6 +364,9 @@ def test_cli_predict_writes_a_geotiff_and_a_comparison(tmp_path, random_model_pa
     assert main(["predict", str(src), "--model", str(random_model_path), "-o", str(out), "--format", "gtiff",
                  "--float32", "--compare", "--tile-size", "32", "--overlap", "8"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     with rasterio.open(out) as sr:
         assert sr.dtypes[0] == "float32" and sr.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
     from PIL import Image

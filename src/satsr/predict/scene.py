@@ -421,7 +421,7 @@ def _check_plausible(scene: OpenScene) -> OpenScene:
             c2 = InputEncoding(L8_C2_L2.name, (L8_C2_L2.scale,) * 3, (L8_C2_L2.offset,) * 3,  # type: ignore
                                "float data of a Collection 2 Level-2 product holding DN (median "
                                f"{median:.0f}): Collection 2 Level-2 assumed")
-            log.info("%s: %s", files, c2.source)
+            log.debug("%s: %s", files, c2.source)  # the encoding is logged when the scene starts
             scene.encoding = c2
             if all(n is None for n in scene.nodata):
                 scene.nodata = (0.0, 0.0, 0.0)  # Collection 2 fill
@@ -926,9 +926,9 @@ def _run_scene(scene: OpenScene, model: SRModel, dst: Any, spec: OutputSpec, p: 
                     tm = time.perf_counter()
                     out = model.fn(batch)
                     stats.model_seconds += time.perf_counter() - tm
-                    if out.shape[1:3] != (batch.shape[1] * SCALE, batch.shape[2] * SCALE):
-                        raise PredictError(f"model {model.uri}: output {out.shape[1:3]} for input {batch.shape[1:3]} "
-                                           f"tiles is not x{SCALE}")
+                    if tuple(out.shape[1:]) != (batch.shape[1] * SCALE, batch.shape[2] * SCALE, 3):
+                        raise PredictError(f"model {model.uri}: output {tuple(out.shape[1:])} for input tiles "
+                                           f"{batch.shape[1:]}; expected x{SCALE} red,green,blue")
                     for t, y in zip(group, out):
                         acc[:, t.x * SCALE:(t.x + t.w) * SCALE] += y * grid.weight(t)
                     stats.tiles_run += len(group)
@@ -981,6 +981,7 @@ def _quicklook(scene: OpenScene, sr_path: Path, spec: OutputSpec, model: SRModel
     draw.text((left.shape[1] + gap + 4, 3), f"SR {model.name}", fill=(0, 0, 0))
     with atomic_path(dest) as tmp:
         img.save(tmp, format="PNG")
+        _umask_mode(tmp)
     return dest
 
 
@@ -1001,16 +1002,20 @@ def _output_paths(scenes: list[SceneInput], output: str | Path) -> list[Path]:
     return paths
 
 
+def _umask_mode(path: Path) -> None:
+    """Give a finished temporary file (mkstemp: 0600) the mode a plain new file would get, so the
+    output is readable by whoever may read the folder (GIS users, a web server for the COG)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _cleanup(prefix: Path) -> None:
-    for leftover in prefix.parent.glob(glob_escape(prefix.name) + "*"):
+    for leftover in prefix.parent.glob(globlib.escape(prefix.name) + "*"):
         try:
             leftover.unlink()
         except OSError:
             pass
-
-
-def glob_escape(text: str) -> str:
-    return globlib.escape(text)
 
 
 def predict_scene(scene_in: SceneInput, model: SRModel, out_path: Path, *, params: Params,
@@ -1062,6 +1067,7 @@ def predict_scene(scene_in: SceneInput, model: SRModel, out_path: Path, *, param
                         warnings.simplefilter("ignore", NotGeoreferencedWarning)
                         rasterio.shutil.copy(work, part, **options)
                     stats.extra["cog_seconds"] = time.perf_counter() - t
+                _umask_mode(part)
             finally:
                 if cog:
                     _cleanup(work)

@@ -24,9 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from satsr.config import flatten
+from satsr.data.geotiff import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +45,7 @@ TF_DIR = "tf"
 FINISHED = "finished"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+write_atomic = write_text_atomic  # state files are replaced atomically, never half-written
 
 
 # ------------------------------------------------------------------------------------ hashing
