@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from satsr.config import flatten
-from satsr.data.geotiff import write_text_atomic
+from satsr.data.geotiff import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,7 @@ write_atomic = write_text_atomic  # state files are replaced atomically, never h
 
 
 # ------------------------------------------------------------------------------------ hashing
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # init-weights fingerprint: the same hashing as the raw manifest
 
 
 def data_hash(data_dir: str | Path) -> str:
