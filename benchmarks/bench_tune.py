@@ -25,33 +25,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import optuna
-import pandas as pd
 import yaml
-from scipy.ndimage import gaussian_filter
 
 from satsr import models
 from satsr.config import Params, load_params
-from satsr.data.png import write_png16
+from satsr.scratch import write_png_dataset
 from satsr.tune import study as st
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def dataset(root: Path, lr_size: int, n_train: int = 6, n_val: int = 2) -> Path:
-    rng = np.random.default_rng(0)
-    rows = []
-    for split, n in (("train", n_train), ("val", n_val)):
-        for k in range(n):
-            s = lr_size * 3
-            g = gaussian_filter(rng.normal(size=(s, s)), 2) * 4 + gaussian_filter(rng.normal(size=(s, s)), 0.8)
-            hr = np.clip(0.4 + 0.15 * np.tanh(g)[..., None] * np.array([1.0, 0.9, 0.7]), 0, 1)
-            lr = hr.reshape(lr_size, 3, lr_size, 3, 3).mean(axis=(1, 3))
-            rel = {"lr_png": f"{split}_LR/{split}{k}.png", "hr_png": f"{split}_HR/{split}{k}.png"}
-            write_png16(root / rel["lr_png"], np.round(lr * 65535).astype(np.uint16))
-            write_png16(root / rel["hr_png"], np.round(hr * 65535).astype(np.uint16))
-            rows.append({"pair_id": f"{split}{k}", "split": split, **rel})
-    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
-    return root
 
 
 def spaces_dir(tmp: Path, arch: str, pruner: str) -> Path:
@@ -87,7 +68,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = load_params(a.params)
     tmp = Path(tempfile.mkdtemp(prefix="bench-tune-"))
-    data = dataset(tmp / "png", a.lr_size)
+    data = write_png_dataset(tmp / "png", n_train=6, n_val=2, lr_size=a.lr_size)
     init = tmp / "pretrain.keras"
     models.build(a.arch, base.models).save(str(init))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"

@@ -71,3 +71,29 @@ def make_copy(dest: Path, params: dict[str, Any] | None = None, src: Path | None
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "scratch pipeline"], dest)
     return dest
+
+
+def write_png_dataset(root: Path, n_train: int = 3, n_val: int = 2, lr_size: int = 16, seed: int = 0) -> Path:
+    """A tiny PNG dataset in the png stage's layout (``{split}_{LR,HR}/<id>.png`` + ``index.csv``):
+    textured HR images whose LR is their exact 3x3 mean, for training tests and benchmarks."""
+    import numpy as np
+    import pandas as pd
+    from scipy.ndimage import gaussian_filter
+
+    from satsr.data.png import write_png16
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        for k in range(n):
+            s = lr_size * 3
+            g = gaussian_filter(rng.normal(size=(s, s)), 2) * 4 + gaussian_filter(rng.normal(size=(s, s)), 0.8)
+            hr = np.clip(0.4 + 0.15 * np.tanh(g)[..., None] * np.array([1.0, 0.9, 0.7]), 0, 1)
+            lr = hr.reshape(lr_size, 3, lr_size, 3, 3).mean(axis=(1, 3))
+            pid = f"{split}{k}"
+            rel = {"lr_png": f"{split}_LR/{pid}.png", "hr_png": f"{split}_HR/{pid}.png"}
+            write_png16(root / rel["lr_png"], np.round(lr * 65535).astype(np.uint16))
+            write_png16(root / rel["hr_png"], np.round(hr * 65535).astype(np.uint16))
+            rows.append({"pair_id": pid, "split": split, **rel})
+    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
+    return root

@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter
 from satsr import models, tracking
 from satsr.config import Params
 from satsr.data.pipeline import PipelineError
-from satsr.data.png import write_png16
+from satsr.scratch import write_png_dataset as write_dataset
 from satsr.train import checkpoints as ck
 from satsr.train import losses, trainer
 
@@ -49,25 +49,6 @@ def tiny_params(stage: str = "finetune", arch: str = "edsr", **stage_kw) -> Para
         stage: {arch: section},
         "train": {"samples": 1},
     })
-
-
-def write_dataset(root: Path, n_train: int = 3, n_val: int = 2, lr_size: int = 16, seed: int = 0) -> Path:
-    """A PNG dataset (png stage layout) of textured images whose LR is the exact 3x3 mean of HR."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for split, n in (("train", n_train), ("val", n_val)):
-        for k in range(n):
-            s = lr_size * 3
-            g = gaussian_filter(rng.normal(size=(s, s)), 2) * 4 + gaussian_filter(rng.normal(size=(s, s)), 0.8)
-            hr = np.clip(0.4 + 0.15 * np.tanh(g)[..., None] * np.array([1.0, 0.9, 0.7]), 0, 1)
-            lr = hr.reshape(lr_size, 3, lr_size, 3, 3).mean(axis=(1, 3))
-            pid = f"{split}{k}"
-            rel = {"lr_png": f"{split}_LR/{pid}.png", "hr_png": f"{split}_HR/{pid}.png"}
-            write_png16(root / rel["lr_png"], np.round(lr * 65535).astype(np.uint16))
-            write_png16(root / rel["hr_png"], np.round(hr * 65535).astype(np.uint16))
-            rows.append({"pair_id": pid, "split": split, **rel})
-    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
-    return root
 
 
 @pytest.fixture(scope="module", autouse=True)

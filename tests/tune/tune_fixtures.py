@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import yaml
-from scipy.ndimage import gaussian_filter
+
+from satsr.scratch import write_png_dataset as write_dataset  # noqa: F401  (re-exported to tests/tune)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODELS = {
@@ -24,27 +23,6 @@ TINY_SPACE = {
         "schedule.name": {"type": "categorical", "choices": ["constant", "cosine"]},
     },
 }
-
-
-def write_dataset(root: Path, n_train: int = 3, n_val: int = 2, lr_size: int = 16, seed: int = 0) -> Path:
-    """A PNG dataset (png stage layout) whose LR is the exact 3x3 mean of a textured HR."""
-    from satsr.data.png import write_png16
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for split, n in (("train", n_train), ("val", n_val)):
-        for k in range(n):
-            s = lr_size * 3
-            g = gaussian_filter(rng.normal(size=(s, s)), 2) * 4 + gaussian_filter(rng.normal(size=(s, s)), 0.8)
-            hr = np.clip(0.4 + 0.15 * np.tanh(g)[..., None] * np.array([1.0, 0.9, 0.7]), 0, 1)
-            lr = hr.reshape(lr_size, 3, lr_size, 3, 3).mean(axis=(1, 3))
-            pid = f"{split}{k}"
-            rel = {"lr_png": f"{split}_LR/{pid}.png", "hr_png": f"{split}_HR/{pid}.png"}
-            write_png16(root / rel["lr_png"], np.round(lr * 65535).astype(np.uint16))
-            write_png16(root / rel["hr_png"], np.round(hr * 65535).astype(np.uint16))
-            rows.append({"pair_id": pid, "split": split, **rel})
-    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
-    return root
 
 
 def write_spaces(folder: Path, archs=("edsr",), pruner: str = "none", epochs_space: dict | None = None,
