@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from satsr.scratch import make_copy, run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test support: scratch.py
+
+from scratch import make_copy, run
 
 STAGES = ("source", "filter", "split", "png")
 

@@ -105,8 +105,7 @@ def main() -> None:
 
     from satsr import models
     from satsr.config import load_params
-    from satsr.predict import load_model, predict_scene, resolve_inputs
-    from satsr.predict.scene import configure_threads
+    from satsr.predict import configure_threads, load_model, predict_scene, resolve_inputs
     from satsr.predict.tiles import TileGrid, batched
 
     params = load_params(args.params)
@@ -122,7 +121,7 @@ def main() -> None:
     else:
         keras_model = models.build(args.preset, params.models)
     model_path = work / "model.keras"
-    keras_model.save(model_path)
+    models.export_model(keras_model, params.png.reflectance_min, params.png.reflectance_max).save(model_path)
     sr_model = load_model(model_path, params)
     load_s = time.perf_counter() - t
 

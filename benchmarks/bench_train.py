@@ -1,6 +1,6 @@
 """Training-step throughput per architecture (LR patches per second), for the CPU demo sizes.
 
-Times the real ``@tf.function`` train steps of satsr.train.trainer on random batches (no input
+Times the real ``@tf.function`` train steps of satsr.train.loop on random batches (no input
 pipeline, no validation), after a warm-up that includes tracing: the pixel step for every
 architecture, and the GAN step (generator + discriminator, discriminator feature matching) for
 the GAN architectures. Sizes come from params.yaml (``models.<arch>`` and the ``finetune.<arch>``
@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from satsr import models
 from satsr.config import SCALE, load_params
-from satsr.train import losses, trainer
+from satsr.train import loop, losses, schedule
 
 
 def _time(step, lr, hr, weights, steps: int, warmup: int = 2) -> float:
@@ -47,16 +47,16 @@ def bench(arch: str, params, steps: int, lr_patch: int | None, batch: int | None
     gen = models.build(arch, params.models)
     lr = tf.random.uniform((b, p, p, 3))
     hr = tf.random.uniform((b, p * SCALE, p * SCALE, 3))
-    g_opt = trainer.make_optimizer(sp_obj, 1e-4, 1000, tf.Variable(1.0), "g")
-    pixel = trainer.make_pixel_step(strategy, gen, g_opt, losses.l1, b)
+    g_opt = schedule.make_optimizer(sp_obj, 1e-4, 1000, tf.Variable(1.0), "g")
+    pixel = loop.make_pixel_step(strategy, gen, g_opt, losses.l1, b)
     row = {"arch": arch, "lr_patch": p, "batch": b, "params": int(gen.count_params()),
            "pixel_patches_per_s": round(_time(pixel, lr, hr, tf.constant([1.0, 0.0, 0.0]), steps), 1)}
     if arch in models.GAN_ARCHS:
         disc = models.build_discriminator(arch, params.models)
         multi = keras.Model(disc.input, [disc.get_layer(n).output for n in models.feature_layer_names(disc)]
                             + [disc.output])
-        d_opt = trainer.make_optimizer(sp_obj, 1e-4, 1000, tf.Variable(1.0), "d")
-        gan = trainer.make_gan_step(strategy, gen, multi, g_opt, d_opt, losses.l1, None, sp_obj.adversarial, b)
+        d_opt = schedule.make_optimizer(sp_obj, 1e-4, 1000, tf.Variable(1.0), "d")
+        gan = loop.make_gan_step(strategy, gen, multi, g_opt, d_opt, losses.l1, None, sp_obj.adversarial, b)
         row["gan_patches_per_s"] = round(_time(gan, lr, hr, tf.constant([1.0, 0.1, 1e-3]), steps), 1)
     return row
 

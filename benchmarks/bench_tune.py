@@ -17,19 +17,21 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test support: scratch.py
 
 import numpy as np
 import optuna
 import yaml
+from scratch import write_png_dataset
 
 from satsr import models
 from satsr.config import Params, load_params
-from satsr.scratch import write_png_dataset
 from satsr.tune import study as st
 
 REPO = Path(__file__).resolve().parents[1]

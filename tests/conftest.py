@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: F401  (real `mlflow server`)
+from fixtures_postgres import postgres_server, postgres_url  # noqa: F401  (real PostgreSQL)
 
 from satsr.config import Params, SourceParams
 from satsr.data import grids
@@ -71,7 +73,3 @@ def tiny_params() -> Params:
     """Small, fast parameters for unit tests."""
     return Params(source=SourceParams(lr_size=32))
 
-
-# Real `mlflow server` fixtures (tests/ is on sys.path through this conftest).
-from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: F401
-from fixtures_postgres import postgres_server, postgres_url  # noqa: F401

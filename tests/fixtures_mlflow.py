@@ -1,6 +1,8 @@
 """A real ``mlflow server`` for the tests (session-scoped), on 127.0.0.1 and a free port.
 
 Enabled from tests/conftest.py with ``from fixtures_mlflow import mlflow_server, mlflow_server_started``.
+``isolated_mlflow_env`` is the one way a test points MLflow at its own store and restores the caller's
+environment afterwards.
 
 The server is the same one the compose stack runs: sqlite backend, proxied artifacts
 (``--artifacts-destination`` + ``--serve-artifacts``), so the tests exercise the HTTP client, the
@@ -25,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,37 @@ import pytest
 #: Seconds to wait for /health (env SATSR_MLFLOW_SERVER_TIMEOUT); about 50 s was measured on two
 #: busy cores, so the default leaves room.
 START_TIMEOUT_S = float(os.environ.get("SATSR_MLFLOW_SERVER_TIMEOUT", "120"))
+
+#: Environment that selects or shapes an MLflow store (satsr.tracking's rule, DVC's variables, HTTP
+#: retries): cleared for a test, so the caller's shell cannot redirect it, and restored afterwards.
+MLFLOW_ENV_KEYS = ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV",
+                   "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+
+@contextmanager
+def isolated_mlflow_env(**values: str) -> Iterator[None]:
+    """Clear ``MLFLOW_ENV_KEYS``, set ``values``; on exit end any active run, make MLflow forget the
+    store (``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI) and restore every key.
+
+    Usable from fixtures of any scope: ``with isolated_mlflow_env(MLFLOW_TRACKING_URI=uri): yield``.
+    """
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in {*MLFLOW_ENV_KEYS, *values}}
+    for key in MLFLOW_ENV_KEYS:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ def test_repo_params_yaml_is_valid_and_complete():
     "raw, key, words",
     [
         ({"source": {"lr_size": -5}}, "source.lr_size", "greater than or equal"),
-        ({"source": {"provider": "ftp"}}, "source.provider", "'demo', 'gee' or 'folder'"),
+        ({"source": {"provider": "ftp"}}, "source.provider", "'demo', 'gee', 'folder' or 's2sim'"),
         ({"source": {"demo": {"n_pairz": 3}}}, "source.demo.n_pairz", "unknown key"),
         ({"filter": {"max_cloud_fraction": 1.5}}, "filter.max_cloud_fraction", "less than or equal"),
         ({"split": {"train": "lots"}}, "split.train", "valid number"),
@@ -35,6 +35,10 @@ def test_repo_params_yaml_is_valid_and_complete():
         ({"source": {"gee": {"start_date": "2020-01-01", "end_date": "2019-01-01"}}}, "source.gee", "after"),
         ({"png": {"reflectance_min": 1.0, "reflectance_max": 0.5}}, "png", "greater than"),
         ({"source": {"scale": 4}}, "source.scale", "3"),
+        ({"finetune": {"edsr": {"loss": "registered_l1", "loss_max_shift": 8, "input": {"lr_patch": 4}}}},
+         "finetune.edsr", "below half the HR patch"),
+        ({"select": {"criterion": "cpsnr"}}, "select.criterion", "cpsnr_gain"),
+        ({"source": {"folder": {"coregister_hr_px": -1}}}, "source.folder.coregister_hr_px", "greater than or equal"),
     ],
 )
 def test_invalid_values_name_the_key(raw, key, words):
@@ -69,3 +73,38 @@ def test_flatten_dotted_keys():
     flat = flatten(Params().split)
     assert flat["seed"] == 42 and flat["group_cell_m"] == 20000.0
     assert "source.demo.n_pairs" in flatten(Params())
+
+
+# ------------------------------------------------------------------------------- architectures
+def test_per_architecture_sections_follow_the_registry():
+    from satsr.config import ARCH_NAMES, ARCHITECTURES, GAN_ARCH_NAMES
+
+    p = Params()
+    for section in (p.models, p.pretrain, p.finetune):
+        assert tuple(type(section).model_fields) == ARCH_NAMES
+    for arch, spec in ARCHITECTURES.items():
+        assert isinstance(getattr(p.models, arch), spec.params)
+    assert GAN_ARCH_NAMES == ("srgan",) and p.pretrain.srgan.gan[0].name == "generator"
+    assert p.archs == list(ARCH_NAMES) == p.select.archs
+    with pytest.raises(ParamsError, match="finetune.esrgan: unknown key"):
+        parse_params({"finetune": {"esrgan": {"lr": 1e-4}}})
+
+
+def test_archs_is_the_one_list_and_select_defaults_to_it():
+    p = parse_params({"archs": ["edsr", "rdn"]})
+    assert p.archs == p.select.archs == ["edsr", "rdn"]
+    assert parse_params({"archs": ["edsr", "rdn"], "select": {"archs": ["rdn"]}}).select.archs == ["rdn"]
+    with pytest.raises(ParamsError, match=r"- archs.1: Input should be 'rdn', 'rrdn', 'edsr' or 'srgan'"):
+        parse_params({"archs": ["edsr", "esrgan"]})
+    with pytest.raises(ParamsError, match="archs must be unique"):
+        parse_params({"archs": ["edsr", "edsr"]})
+    with pytest.raises(ParamsError, match=r"select.archs \['rdn'\] are not in archs \['edsr'\]"):
+        parse_params({"archs": ["edsr"], "select": {"archs": ["rdn"]}})
+
+
+def test_dvc_stages_per_architecture_come_from_params_archs():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    per_arch = [name for name, stage in dvc["stages"].items() if "foreach" in stage]
+    assert set(per_arch) == {"pretrain", "finetune", "tune", "evaluate"}
+    assert all(dvc["stages"][name]["foreach"] == "${archs}" for name in per_arch)
+    assert load_params(REPO / "params.yaml").archs  # the list those stages expand

@@ -5,9 +5,9 @@ import shutil
 
 import pandas as pd
 import pytest
+from scratch import make_copy, run
 
 from satsr.data.manifest import read_manifest
-from satsr.scratch import make_copy, run
 
 pytestmark = pytest.mark.slow
 

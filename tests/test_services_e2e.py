@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fixtures_mlflow import MlflowServer, free_port
+from fixtures_mlflow import MlflowServer, free_port, isolated_mlflow_env
 
 pytestmark = pytest.mark.slow
 
@@ -87,22 +87,8 @@ def _launch_early(mlflow_on_postgres):
 @pytest.fixture
 def tracking_env(mlflow_on_postgres):
     """MLFLOW_TRACKING_URI -> the server (short HTTP retries); everything restored afterwards."""
-    import mlflow
-
-    keys = ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV",
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
-    saved = {k: os.environ.pop(k, None) for k in keys}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "60"
-    yield mlflow_on_postgres
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with isolated_mlflow_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_TIMEOUT="60"):
+        yield mlflow_on_postgres
 
 
 def test_postgres_fixture_gives_a_working_database(postgres_url, postgres_server):

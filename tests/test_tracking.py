@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fixtures_mlflow import isolated_mlflow_env
 
-from satsr import __version__, tracking
+from satsr import __version__, tracking, util
 from satsr.config import GeeParams, SourceParams, TrackingParams
-
-ENV_KEYS = ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV",
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,24 +28,9 @@ def _server_starting(mlflow_server_started):
 
 @pytest.fixture(autouse=True)
 def clean_env():
-    """No tracking env from the caller's shell; short HTTP retries; restore everything afterwards
-    (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ)."""
-    import mlflow
-
-    saved = {k: os.environ.get(k) for k in ENV_KEYS}
-    for k in ENV_KEYS:
-        os.environ.pop(k, None)
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "30"
-    yield
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # forget this test's store (also unsets the env var it exported)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    """No tracking env from the caller's shell; short HTTP retries; everything restored afterwards."""
+    with isolated_mlflow_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_TIMEOUT="30"):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -129,19 +112,6 @@ def test_dvc_lock_md5_prefers_the_producing_stage(tmp_path):
     assert tracking.dvc_lock_md5("data/png", tmp_path / "missing.lock") is None
 
 
-def test_secrets_are_redacted():
-    flat = {"gee.credentials_file": "/home/me/sa-key.json", "api_key": "AKIA123", "hf_token": "t0k",
-            "db.password": "pw", "client_secret": "s", "gee.project": "my-project", "unset_token": None,
-            "uri": "postgresql://user:hunter2@db:5432/mlflow", "lr": 0.001}
-    out = tracking.redact(flat)
-    for key in ("gee.credentials_file", "api_key", "hf_token", "db.password", "client_secret"):
-        assert out[key] == tracking.REDACTED
-    assert out["unset_token"] is None
-    assert out["gee.project"] == "my-project" and out["lr"] == 0.001
-    assert out["uri"] == "postgresql://<redacted>@db:5432/mlflow"
-    assert "hunter2" not in json.dumps(tracking._redact_nested({"a": [{"password": "hunter2"}]}))
-
-
 # ----------------------------------------------------------------------------- sqlite store runs
 def test_stage_run_logs_params_tags_metrics_to_the_repo_store(store, workdir):
     import matplotlib
@@ -169,7 +139,7 @@ def test_stage_run_logs_params_tags_metrics_to_the_repo_store(store, workdir):
     assert got.info.run_name == "finetune@rdn" and got.info.status == "FINISHED"
     p = got.data.params
     assert p["arch"] == "rdn" and p["lr_size"] == "128" and p["gee.project"] == "p1"
-    assert p["gee.credentials_file"] == tracking.REDACTED
+    assert p["gee.credentials_file"] == util.REDACTED
     assert "sa-key" not in json.dumps(p)
     t = got.data.tags
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=workdir, capture_output=True, text=True,

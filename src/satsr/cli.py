@@ -7,11 +7,13 @@ import json
 import logging
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from satsr import __version__, paths
-from satsr.config import ParamsError, flatten, load_params
+from satsr.config import ARCH_NAMES, flatten, load_params
+from satsr.errors import SatsrError
 
 log = logging.getLogger("satsr")
 
@@ -70,17 +72,16 @@ def cmd_natural(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, stage: str) -> None:
-    from satsr.train.trainer import train_stage
+    from satsr.resolve import train_effective
 
     params = load_params(args.params)
     arch = args.arch
-    if stage == "finetune":
-        params = _tuned(params, arch, args.best_params)
     init = None
     if stage == "finetune" and not args.no_init:
         init = args.init or paths.model_dir("pretrain", arch) / "model.keras"
-    summary = train_stage(
-        params, stage, arch,
+    # the effective parameters (tuned values vs explicit params.yaml values) come from satsr.resolve
+    summary = train_effective(
+        params, stage, arch, best_params=getattr(args, "best_params", None),
         data_dir=args.data or (paths.NATURAL if stage == "pretrain" else paths.PNG),
         out_dir=args.out or paths.model_dir(stage, arch),
         init_weights=init,
@@ -90,23 +91,6 @@ def _train(args: argparse.Namespace, stage: str) -> None:
         restart=args.restart,
     )
     log.info("%s@%s: val PSNR %.3f dB (bicubic %.3f dB)", stage, arch, summary["val_psnr"], summary["bicubic_psnr"])
-
-
-def _tuned(params, arch: str, best: Path | None):
-    """finetune: apply models/tune/<arch>/best_params.yaml when tune.enabled (and it exists)."""
-    if not params.tune.enabled:
-        return params
-    best = best or paths.best_params(arch)
-    if not best.is_file():
-        log.warning("finetune@%s: %s not found (run `satsr tune %s`); using the fixed finetune.%s values",
-                    arch, best, arch, arch)
-        return params
-    from satsr.tune.spaces import apply_best
-
-    tuned = apply_best(params, arch, best)
-    if tuned is not params:
-        log.info("finetune@%s: tuned values from %s applied", arch, best)
-    return tuned
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -147,6 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         output_format=args.format, output_dtype="float32" if args.float32 else None, compare=args.compare,
         overwrite=args.overwrite, allow_ungeoreferenced=args.allow_ungeoreferenced, tile_size=args.tile_size,
         overlap=args.overlap, batch_size=args.batch_size, params=load_params(args.params),
+        harmonize=args.harmonize, detail=args.detail,
     )
     for path in written:
         print(path)
@@ -154,16 +139,18 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from satsr.evaluate import run_evaluate
+    from satsr.evaluate.stage import PER_IMAGE
 
     summary = run_evaluate(load_params(args.params), args.arch, png_dir=args.data, model_path=args.model,
                            predictions=args.predictions, out_dir=args.out, metrics_path=args.metrics,
                            split=args.split, use_mlflow=not args.no_mlflow)
+    _copy_metrics((args.out or paths.eval_dir(args.arch)) / PER_IMAGE, args.plots or paths.eval_plots(args.arch))
     gain = summary["gain_vs_bicubic"].get("sr", {}).get("psnr", {})
     if gain.get("mean") is not None:
-        log.info("evaluate@%s: PSNR gain over bicubic %+.3f dB, %.0f %% CI [%+.3f, %+.3f] on %d %s image(s)",
-                 args.arch, gain["mean"], 100 * gain["level"], gain["ci_low"] if gain["ci_low"] is not None
+        log.info("evaluate@%s: PSNR gain over bicubic %+.3f dB [%+.3f, %+.3f] (%s) on %d %s image(s)",
+                 args.arch, gain["mean"], gain["ci_low"] if gain["ci_low"] is not None
                  else float("nan"), gain["ci_high"] if gain["ci_high"] is not None else float("nan"),
-                 summary["n_images"], summary["split"])
+                 gain.get("ci_note", ""), summary["n_images"], summary["split"])
 
 
 def cmd_select(args: argparse.Namespace) -> None:
@@ -172,6 +159,35 @@ def cmd_select(args: argparse.Namespace) -> None:
     board = run_select(load_params(args.params), png_dir=args.data, models_dir=args.models, out_json=args.out,
                        out_md=args.markdown, use_mlflow=not args.no_mlflow)
     print(f"winner: {board['winner']}")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from satsr.data.calibrate import calibrate
+
+    doc = calibrate(load_params(args.params), out=args.out, use_mlflow=False if args.no_mlflow else None)
+    for pair in doc["pairs"]:
+        if pair["status"] == "fitted":
+            ab = "a, b refused (non-physical)" if pair["a"] is None else f"a {pair['a']} b {pair['b']}"
+            print(f"{pair['name']}: sigma {pair['psf_sigma_hr_px']:.3f} HR px, shift {pair['shift_hr_px']} HR px, "
+                  f"1-R^2 {pair['unexplained_variance']:.3f}, r {pair['correlation']:.3f}, {ab}")
+        else:
+            print(f"{pair['name']}: SKIPPED: {pair['reason']}")
+    s = doc["summary"]
+    print(f"median PSF sigma {s['psf_sigma_hr_px']} HR px over {s['n_fitted']} fitted pair(s) "
+          f"({s['n_skipped']} skipped)")
+
+
+def cmd_release(args: argparse.Namespace) -> None:
+    from satsr.release import publish, recipe
+
+    params = load_params(args.params)
+    if args.action in ("train", "all"):
+        state = recipe.train_release(params)
+        log.info("release training done: best val cPSNR gain (alpha 1) %s at step %s", state["best_gain"],
+                 state["best_step"])
+    if args.action in ("publish", "all"):
+        card = publish.publish(params, use_mlflow=not args.no_mlflow)
+        print(json.dumps(card["summary"], indent=2))
 
 
 def cmd_params(args: argparse.Namespace) -> None:
@@ -183,14 +199,13 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------ parser
-def _archs() -> tuple[str, ...]:
-    """Architecture names (satsr.models.ARCHS), without importing TensorFlow for --help."""
-    return ("rdn", "rrdn", "edsr", "srgan")
+DEBUG_HELP = "show the traceback of an error too (by default satsr prints only its message)"
 
 
 def _add(sub, name: str, func: Callable, help_: str, description: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=description)
     p.add_argument("--params", type=Path, default=paths.PARAMS, help="parameters file (default: %(default)s)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     p.set_defaults(func=func)
     return p
 
@@ -202,11 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"satsr {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _add(sub, "source", cmd_source, "fetch or build raw L8/S2 GeoTIFF pairs",
              "Write raw Landsat/Sentinel-2 GeoTIFF pairs and manifest.csv with the provider chosen by "
-             "source.provider (demo | gee | folder). Resumable: complete pairs are skipped on rerun.")
+             "source.provider (demo | gee | folder | s2sim). Resumable: complete pairs are skipped on rerun.")
     p.add_argument("--out", type=Path, default=paths.RAW, help="raw dataset folder (default: %(default)s)")
 
     p = _add(sub, "filter", cmd_filter, "screen pairs (clouds, nodata, misregistration, ...)",
@@ -246,10 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
               "architectures run their generator / adversarial phases (params: finetune.<arch>, train). The "
               "model is logged to MLflow and registered as satsr-<arch>."))):
         verb = "pretrain" if stage == "pretrain" else "fine-tune"
-        p = _add(sub, stage, func, f"{verb} one architecture ({', '.join(_archs())})",
+        p = _add(sub, stage, func, f"{verb} one architecture ({', '.join(ARCH_NAMES)})",
                  what + " Checkpoints every epoch; a killed run started again resumes from the last one "
                  "(same MLflow run) unless the configuration changed.")
-        p.add_argument("arch", choices=_archs(), help="architecture")
+        p.add_argument("arch", choices=ARCH_NAMES, help="architecture")
         p.add_argument("--data", type=Path, default=None, help=f"PNG dataset folder (default: {data})")
         p.add_argument("--out", type=Path, default=None,
                        help=f"model folder (default: {paths.MODELS}/{stage}/<arch>)")
@@ -266,7 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="weights to start from (default: models/pretrain/<arch>/model.keras)")
             p.add_argument("--no-init", action="store_true", help="train from scratch (no pretrained weights)")
             p.add_argument("--best-params", type=Path, default=None,
-                           help="tuned overrides applied when tune.enabled (default: models/tune/<arch>/best_params.yaml)")
+                           help="the study's best values, used when tune.enabled for keys whose params.yaml value "
+                                "is still the study's base (an explicit params.yaml value wins; the effective "
+                                "values and their sources go to <out>/effective_params.yaml) "
+                                "(default: models/tune/<arch>/best_params.yaml)")
 
     p = _add(sub, "tune", cmd_tune, "hyperparameter search for one architecture (Optuna)",
              "Run, join or resume the Optuna study of ARCH: short fine-tunes (tune.epochs x tune.steps_per_epoch) "
@@ -275,14 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
              "SATSR_OPTUNA_STORAGE, else tune.storage, else .satsr/optuna/journal.log; workers on other hosts join "
              "by study name. Trials count toward tune.n_trials in every state, so a rerun tops up. Writes the best "
              "overrides to models/tune/<arch>/best_params.yaml (fixed values when tune.enabled is false).")
-    p.add_argument("arch", choices=_archs(), help="architecture")
+    p.add_argument("arch", choices=ARCH_NAMES, help="architecture")
     p.add_argument("--data", type=Path, default=paths.PNG, help="PNG dataset folder (default: %(default)s)")
     p.add_argument("--init", type=Path, default=None,
                    help="weights to start each trial from (default: models/pretrain/<arch>/model.keras)")
     p.add_argument("--no-init", action="store_true", help="trials train from scratch")
-    p.add_argument("--out", type=Path, default=None, help="best params YAML (default: models/tune/<arch>/best_params.yaml)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="best params YAML (default: models/tune/<arch>/best_params.yaml)")
     p.add_argument("--figures", type=Path, default=None, help="figures folder (default: models/tune/<arch>/figures)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: env SATSR_OPTUNA_STORAGE, tune.storage)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default: env SATSR_OPTUNA_STORAGE, tune.storage)")
     p.add_argument("--study-name", default=None, help="join this study (default: <tune.study_prefix>-<arch>-<hash>)")
     p.add_argument("--n-trials", type=int, default=None, help="trial cap of the study (default: tune.n_trials)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before this worker stops starting trials")
@@ -299,9 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
              "Collection 2 L2 (DN * 2.75e-5 - 0.2) for integers and reflectance for floats. Output: uint16 with "
              "the Collection 2 scale/offset (fill 0), or float32 reflectance (NaN). Settings: params predict.*.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="GeoTIFF, folder, glob or C2 L2 band file")
-    p.add_argument("--model", "-m", required=True,
+    p.add_argument("--model", "-m", default=None,
                    help="models:/NAME@ALIAS (e.g. models:/satsr-rdn@champion), models:/NAME/VERSION, "
-                        "runs:/RUN_ID/model, a .keras file or a folder with model.keras")
+                        "runs:/RUN_ID/model, a .keras file or a folder with model.keras (default: the released "
+                        f"weights, {paths.RELEASE_MODEL})")
+    p.add_argument("--harmonize", default=None, metavar="hls|none|FILE",
+                   help="radiometric map of the Landsat input to Sentinel-2 before super-resolution: hls (HLS v2 "
+                        "OLI->MSI bandpass), none, or a YAML/JSON file with per-band gain and offset lists "
+                        "(msi = gain * oli + offset; red, green, blue). Default: the map the model carries. "
+                        "Recorded in the output's tags")
+    p.add_argument("--detail", type=float, default=None, metavar="A",
+                   help="detail strength in [0, 1] of a model with a detail_strength layer (the released model): "
+                        "0 = bicubic, 1 = all the detail it adds. Default: the value stored in the model")
     p.add_argument("--output", "-o", required=True, type=Path,
                    help="output .tif for one scene, or a folder (<scene>_SR10m.tif per scene)")
     p.add_argument("--bands", default=None, metavar="R,G,B",
@@ -332,9 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
              "test split, with bicubic and Lanczos on the same pixels: sewar PSNR, SSIM, MS-SSIM, ERGAS, SAM, UQI, "
              "SCC, RASE on reflectance clipped to [0, 1] with a 3 px border crop (RGB), 8-bit PSNR/SSIM, the "
              "seed's sharpness index, consistency with the LR input and opensr-test's improvement / omission / "
-             "hallucination; paired gains over bicubic with seeded bootstrap CIs; histograms and side-by-side "
+             "hallucination; paired gains over bicubic with seeded cluster-bootstrap CIs over the split's "
+             "spatial groups; histograms and side-by-side "
              "figures. Everything is logged to the model's fine-tuning MLflow run (params: evaluate).")
-    p.add_argument("arch", choices=_archs(), help="architecture")
+    p.add_argument("arch", choices=ARCH_NAMES, help="architecture")
     p.add_argument("--data", type=Path, default=paths.PNG, help="PNG dataset folder (default: %(default)s)")
     p.add_argument("--model", type=Path, default=None, help="model file (default: models/finetune/<arch>/model.keras)")
     p.add_argument("--predictions", type=Path, default=None,
@@ -343,22 +374,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val"), default=None, help="split (default: params evaluate.split)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: data/eval/<arch>)")
     p.add_argument("--metrics", type=Path, default=None, help="DVC metrics JSON (default: metrics/eval/<arch>.json)")
+    p.add_argument("--plots", type=Path, default=None,
+                   help=f"per-image CSV for dvc plots (default: {paths.EVAL_PLOTS}/<arch>.csv)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
 
     p = _add(sub, "select", cmd_select, "rank the architectures on val and set the registry champion",
              "Score every architecture of select.archs on the VALIDATION split (never test): PSNR gain over "
-             "bicubic with a bootstrap CI and the hallucination share; rank by select.criterion under the "
-             "select.max_hallucination cap; set the MLflow alias (champion) on the best version of each "
+             "bicubic with a cluster-bootstrap CI over spatial groups and the hallucination share; rank by "
+             "select.criterion under the select.max_hallucination cap; when the CI of the difference between "
+             "the top two includes 0, prefer the smaller (else the more consistent) model; set the MLflow "
+             "alias (champion) on the best version of each "
              "satsr-<arch> and register the winner as a version of `satsr` with the same alias. Writes the "
              "leaderboard as JSON (DVC metrics) and markdown.")
     p.add_argument("--data", type=Path, default=paths.PNG, help="PNG dataset folder (default: %(default)s)")
     p.add_argument("--models", type=Path, default=paths.MODELS / "finetune",
                    help="fine-tuned models, <arch>/model.keras (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=paths.METRICS / "leaderboard.json",
+    p.add_argument("--out", type=Path, default=paths.LEADERBOARD_JSON,
                    help="leaderboard JSON (default: %(default)s)")
-    p.add_argument("--markdown", type=Path, default=paths.METRICS / "leaderboard.md",
+    p.add_argument("--markdown", type=Path, default=paths.LEADERBOARD_MD,
                    help="leaderboard markdown (default: %(default)s)")
     p.add_argument("--no-mlflow", action="store_true", help="leaderboard only: no MLflow run, registry untouched")
+
+    p = _add(sub, "calibrate", cmd_calibrate, "fit the sensor model (PSF, shift, gain/offset, noise) to real pairs",
+             "Fit LR ~ a * area3(G_sigma * shift(HR)) + b per band (satsr.data.sensor, the model the demo and "
+             "s2sim providers simulate with) to each co-located real Landsat/Sentinel-2 pair of calibrate.pairs, on "
+             "its exactly nested window: PSF sigma, residual shift, per-band a/b, LR noise, fit RMSE and the "
+             "unexplained variance 1 - R^2. Misaligned or uncorrelated pairs are skipped with the reason; 8-bit "
+             "(non-physical) pairs get geometry only (a, b null, with the reason). Writes calibrate.out (JSON; "
+             "source.s2sim.psf_sigma_hr_px: calibrated reads it) and logs to MLflow.")
+    p.add_argument("--out", type=Path, default=None, help="calibration JSON (default: params calibrate.out)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+    p = _add(sub, "release", cmd_release, "train / publish the released weights (weights/release)",
+             "Reproduce the released detail model from params.yaml: release (real Sentinel-2 scenes partnered by "
+             "the sensor model, real Landsat/Sentinel-2 pairs, registered L1). `train` trains or resumes (about "
+             "1-2 h on 2 CPU cores); `publish` calibrates the detail strength alpha on the validation parts, scores "
+             "the held-out test parts against bicubic (PSNR, cPSNR, LR consistency) and writes the weights, "
+             "metrics.json and MODEL_CARD.md to release.out_dir; `all` does both.")
+    p.add_argument("action", choices=("train", "publish", "all"), help="what to run")
+    p.add_argument("--no-mlflow", action="store_true", help="do not register the published model in MLflow")
 
     p = _add(sub, "params", cmd_params, "validate params.yaml and print it",
              "Validate the parameters file (unknown keys, wrong types and out-of-range values are errors "
@@ -368,26 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Error types whose message is the whole story (class names, so this module imports no TensorFlow).
-_EXPECTED_ERRORS = {"SpaceError", "TuneError", "PipelineError", "TrainError", "NonFiniteLossError", "PerceptualWeightsError", "NaturalError",
-                    "PredictError", "EvaluationError"}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
         args.func(args)
-    except ParamsError as err:
+    except SatsrError as err:
+        # A user-facing error (bad params, missing input, no credentials, NaN loss...): its message
+        # names the file, key or stage, so it is the whole story; --debug adds the traceback.
+        # Anything else is a bug and keeps its traceback.
+        if args.debug:
+            traceback.print_exc()
         print(f"satsr: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:
-        # Expected failures (bad dataset, missing pretrained weights, NaN loss, no VGG weights) end
-        # with their message, naming the file or the stage; anything else keeps its traceback.
-        if type(err).__name__ in _EXPECTED_ERRORS:
-            print(f"satsr: {err}", file=sys.stderr)
-            return 1
-        raise
+        return err.exit_code
     return 0
 
 

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from satsr.errors import SatsrError
 
 #: The product's scale factor: Landsat 30 m -> Sentinel-2 10 m.
 SCALE = 3
@@ -26,8 +37,10 @@ PosInt = Annotated[int, Field(gt=0)]
 LonLat = tuple[Annotated[float, Field(ge=-180, le=180)], Annotated[float, Field(ge=-90, le=90)]]
 
 
-class ParamsError(ValueError):
+class ParamsError(SatsrError, ValueError):
     """params.yaml is missing, unreadable or invalid; the message names the key path."""
+
+    exit_code = 2
 
 
 class Strict(BaseModel):
@@ -101,8 +114,17 @@ class FolderParams(Strict):
     #: For ``pattern``: regexes with a named group ``key`` that pairs the two files.
     lr_pattern: str = r"(?P<key>.+)_Landsat-8\.tif$"
     hr_pattern: str = r"(?P<key>.+)_Sentinel-2\.tif$"
-    #: Large co-located scenes are cut into chips of ``source.lr_size`` LR pixels.
+    #: Large co-located scenes are cut into chips of ``source.lr_size`` LR pixels, inside the two
+    #: files' common exactly nested window (an integer HR-px origin offset or a non-3x extent that
+    #: the georeferences state is cut at the matching offset; satsr.data.nesting).
     cut_into_chips: bool = True
+    #: Then refine that offset by content: the integer HR-px shift within +- this many HR px with the
+    #: best LR / block-averaged-HR correlation (lossless; the HR chip goes on the LR grid, tagged).
+    #: 0 = trust the georeferences. 3 = up to one LR px.
+    coregister_hr_px: Annotated[int, Field(ge=0, le=9)] = SCALE
+    #: A window a little short of a whole number of chips still gives the last chip when
+    #: neighbours then share at most this many LR px (chips spread evenly); 0 = never overlap.
+    max_chip_overlap_lr_px: Annotated[int, Field(ge=0, le=64)] = 8
     #: Encoding of imported rasters: ``auto`` reads it from the file (dtype, scale/offset tags).
     lr_encoding: Literal["auto", "l8_c2_dn", "s2_dn", "reflectance", "uint8_stretched"] = "auto"
     hr_encoding: Literal["auto", "l8_c2_dn", "s2_dn", "reflectance", "uint8_stretched"] = "auto"
@@ -139,14 +161,53 @@ class DemoParams(Strict):
     workers: Annotated[int, Field(ge=1, le=64)] = 2
 
 
+class S2SimInput(Strict):
+    """One input of the s2sim provider: a raster, folder or glob, with an optional encoding for files
+    that do not record theirs (reflectance = DN * scale + offset)."""
+
+    path: str
+    scale: Annotated[float, Field(gt=0)] | None = None
+    offset: float = 0.0
+
+
+def _s2sim_input(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) else value
+
+
+class S2SimParams(Strict):
+    """Real Sentinel-2 chips with a Landsat partner simulated by satsr.data.sensor."""
+
+    #: Rasters, folders or globs of real Sentinel-2 (bands ``bands`` = red, green, blue), each a path
+    #: string or {path, scale, offset}.
+    inputs: list[Annotated[S2SimInput, BeforeValidator(_s2sim_input)]] = []
+    #: 1-based band numbers of red, green, blue in every input.
+    bands: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)] = [1, 2, 3]
+    #: ``drop``: only chips whose kernel margin lies inside the raster; ``reflect``: mirror the edges.
+    edge: Literal["drop", "reflect"] = "drop"
+    seed: int = 11
+    #: Gaussian PSF sigma in HR (10 m) pixels, or ``calibrated``: read from ``calibration_file``.
+    psf_sigma_hr_px: Annotated[float, Field(ge=0, le=10)] | Literal["calibrated"] = 1.4
+    calibration_file: str = "data/calibration/calibration.json"
+    #: LR sensor noise, std in reflectance.
+    noise_reflectance: Annotated[float, Field(ge=0, le=0.1)] = 0.004
+    #: Per-band radiometric mismatch: gain in [1 - j, 1 + j], offset in [-j, j] reflectance.
+    gain_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.03
+    offset_jitter: Annotated[float, Field(ge=0, le=0.1)] = 0.005
+    #: Misregistration: a translation of up to this many LR pixels in a random direction.
+    max_shift_lr_px: Annotated[float, Field(ge=0, le=2)] = 0.2
+    #: Change on the ground: up to this share of a chip shows other land cover on the Landsat side.
+    change_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+
+
 class SourceParams(Strict):
-    provider: Literal["demo", "gee", "folder"] = "demo"
+    provider: Literal["demo", "gee", "folder", "s2sim"] = "demo"
     #: LR chip side in 30 m pixels; the HR chip is exactly 3x (the seed used 265 / 795).
     lr_size: Annotated[int, Field(ge=8, le=4096)] = 128
     scale: Literal[3] = SCALE
     demo: DemoParams = DemoParams()
     gee: GeeParams = GeeParams()
     folder: FolderParams = FolderParams()
+    s2sim: S2SimParams = S2SimParams()
 
     @property
     def hr_size(self) -> int:
@@ -198,6 +259,10 @@ class SplitParams(Strict):
     group_cell_m: Annotated[float, Field(gt=0)] = 20000.0
     #: Chips whose footprints overlap, touch or lie closer than this (metres) share a split too.
     near_m: Annotated[float, Field(ge=0)] = 2000.0
+    #: Every non-empty split gets at least this many spatial groups when there are enough (smallest
+    #: groups moved from the split with the most): the CIs of evaluate / select resample groups, and
+    #: need >= 2 (3 for a usable one). 1 = only "no split empty".
+    min_groups: Annotated[int, Field(ge=1, le=100)] = 3
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitParams:
@@ -383,13 +448,42 @@ class SRGANParams(Strict):
     disc_batch_norm: bool = True
 
 
-class ModelsParams(Strict):
-    """Architecture sizes, one section per architecture (see satsr.models.registry)."""
+class ArchSpec(NamedTuple):
+    """One architecture: the model of its ``models.<name>`` section, and its builder (and, for GAN
+    architectures, its discriminator) as ``"module:function"``, imported by satsr.models.registry, so
+    that this module needs no TensorFlow."""
 
-    rdn: RDNParams = RDNParams()
-    rrdn: RRDNParams = RRDNParams()
-    edsr: EDSRParams = EDSRParams()
-    srgan: SRGANParams = SRGANParams()
+    params: type[Strict]
+    builder: str
+    discriminator: str | None = None
+
+
+#: THE architecture registry. Adding an architecture = its model file (satsr/models/<name>.py, with its
+#: params class above), one entry here, and its params.yaml sections (``models``, ``pretrain``,
+#: ``finetune``; list it in ``archs`` to train it). Every other list of names (the CLI's choices, the
+#: per-architecture sections below, the tuner, dvc.yaml's ``foreach: ${archs}``) derives from it.
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "rdn": ArchSpec(RDNParams, "satsr.models.rdn:rdn"),
+    "rrdn": ArchSpec(RRDNParams, "satsr.models.rrdn:rrdn"),
+    "edsr": ArchSpec(EDSRParams, "satsr.models.edsr:edsr"),
+    "srgan": ArchSpec(SRGANParams, "satsr.models.srgan:generator", discriminator="satsr.models.srgan:discriminator"),
+}
+ARCH_NAMES: tuple[str, ...] = tuple(ARCHITECTURES)
+#: A registered architecture name (validation errors list the valid ones).
+ArchName = Literal[ARCH_NAMES]  # type: ignore[valid-type]
+#: Architectures trained adversarially (their registry entry names a discriminator).
+GAN_ARCH_NAMES: tuple[str, ...] = tuple(a for a, spec in ARCHITECTURES.items() if spec.discriminator)
+
+
+def _per_arch(name: str, doc: str, fields: dict[str, tuple[Any, Any]]) -> type[Strict]:
+    """A section with one explicit field per registered architecture (so ``-S finetune.rdn.lr=1e-4``
+    and unknown-key errors work as for any hand-written section)."""
+    return create_model(name, __base__=Strict, __doc__=doc, __module__=__name__, **fields)
+
+
+ModelsParams = _per_arch(
+    "ModelsParams", "Architecture sizes, one section per architecture (see satsr.models.registry).",
+    {arch: (spec.params, spec.params()) for arch, spec in ARCHITECTURES.items()})
 
 
 # ------------------------------------------------------------------------------------- training
@@ -476,8 +570,12 @@ class TrainStageParams(Strict):
     lr: Annotated[float, Field(gt=0, le=1)] = 5e-4
     schedule: ScheduleParams = ScheduleParams()
     optimizer: OptimizerParams = OptimizerParams()
-    #: Pixel loss: l1 (EDSR/RDN practice) or mse.
-    loss: Literal["l1", "mse"] = "l1"
+    #: Pixel loss: l1 (EDSR/RDN practice) or mse; registered_l1 / registered_mse for real pairs: the
+    #: best over integer HR shifts within +-loss_max_shift after per-band bias removal (WorldStrat's
+    #: registered loss, PROBA-V cMSE; satsr.train.losses).
+    loss: Literal["l1", "mse", "registered_l1", "registered_mse"] = "l1"
+    #: Shift range of the registered losses, HR px (3 = one LR px); HR patches are cropped by it.
+    loss_max_shift: Annotated[int, Field(ge=0, le=8)] = SCALE
     #: The input pipeline of this stage (satsr.data.pipeline); unlisted keys take InputParams' defaults.
     input: InputParams = InputParams(lr_patch=24, batch_size=8)  # CPU demo patch and batch
     val_every_epochs: PosInt = 1
@@ -495,6 +593,14 @@ class TrainStageParams(Strict):
     adversarial: Literal["standard", "relativistic"] = "relativistic"
     #: Discriminator learning rate (same schedule shape as the generator's).
     disc_lr: Annotated[float, Field(gt=0, le=1)] = 1e-4
+
+    @model_validator(mode="after")
+    def _loss_fits_patch(self) -> TrainStageParams:
+        hr_patch = SCALE * self.input.lr_patch
+        if self.loss.startswith("registered") and 2 * self.loss_max_shift >= hr_patch:
+            raise ValueError(f"loss_max_shift {self.loss_max_shift} leaves nothing of the {hr_patch} px HR patch "
+                             f"(input.lr_patch {self.input.lr_patch}); it must be below half the HR patch")
+        return self
 
     @model_validator(mode="after")
     def _unique_phases(self) -> TrainStageParams:
@@ -515,15 +621,6 @@ class TrainStageParams(Strict):
         return self.gan[-1]
 
 
-class PerArch(Strict):
-    """One TrainStageParams per architecture (explicit fields, so `-S finetune.rdn.lr=1e-4` works)."""
-
-    rdn: TrainStageParams = TrainStageParams()
-    rrdn: TrainStageParams = TrainStageParams()
-    edsr: TrainStageParams = TrainStageParams()
-    srgan: TrainStageParams = TrainStageParams()
-
-
 #: Pretraining demo budget (natural images): 2 epochs x 15 steps, higher lr; SRGAN pretrains its
 #: generator with the pixel loss only (adversarial training happens when fine-tuning).
 _PRETRAIN = TrainStageParams(epochs=2, steps_per_epoch=15, lr=1e-3)
@@ -531,13 +628,12 @@ _PRETRAIN_GAN = TrainStageParams(epochs=2, steps_per_epoch=15, lr=1e-3,
                                  gan=[GanPhase(name="generator", epochs=2)])
 
 
-class PretrainPerArch(PerArch):
-    """PerArch with the pretraining defaults."""
-
-    rdn: TrainStageParams = _PRETRAIN
-    rrdn: TrainStageParams = _PRETRAIN
-    edsr: TrainStageParams = _PRETRAIN
-    srgan: TrainStageParams = _PRETRAIN_GAN
+#: One TrainStageParams per architecture: ``finetune.<arch>`` and ``pretrain.<arch>`` (pretraining defaults).
+PerArch = _per_arch("PerArch", "One TrainStageParams per architecture (finetune).",
+                    {arch: (TrainStageParams, TrainStageParams()) for arch in ARCH_NAMES})
+PretrainPerArch = _per_arch(
+    "PretrainPerArch", "One TrainStageParams per architecture, with the pretraining defaults.",
+    {arch: (TrainStageParams, _PRETRAIN_GAN if arch in GAN_ARCH_NAMES else _PRETRAIN) for arch in ARCH_NAMES})
 
 
 class TrainParams(Strict):
@@ -557,6 +653,21 @@ class TrainParams(Strict):
     #: checkpoint, halve the learning rate and go on; at most max_rollbacks times, then stop).
     nan_policy: Literal["stop", "rollback"] = "stop"
     max_rollbacks: Annotated[int, Field(ge=0)] = 3
+    #: Radiometric map of the LR (Landsat) reflectance to Sentinel-2 before the network, on the
+    #: satellite (reflectance) stages: none | hls (HLS v2 OLI->MSI) | a YAML/JSON file with per-band
+    #: gain/offset lists (satsr.models.harmonize). Saved in the model's "harmonize" layer, so predict
+    #: applies the same map; natural-photo pretraining is left as is.
+    harmonize: str = "none"
+
+    @field_validator("harmonize")
+    @classmethod
+    def _harmonize_spec(cls, v: str) -> str:
+        v = v.strip()
+        if v.lower() in ("none", "hls"):
+            return v.lower()
+        if not v.lower().endswith((".yaml", ".yml", ".json")):
+            raise ValueError(f"expected none, hls, or a .yaml/.yml/.json file with per-band gain and offset, got {v!r}")
+        return v
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -602,22 +713,23 @@ class PredictParams(Strict):
 
 
 # ------------------------------------------------------------------------------- evaluate / select
-ARCH_NAMES = ("rdn", "rrdn", "edsr", "srgan")
-
-
 class CorrectnessParams(Strict):
-    """Improvement / omission / hallucination after opensr-test (satsr.evaluate.metrics.correctness);
-    the defaults are opensr-test's Config defaults (distance 'nd', lambdas 0.05, temperature 0.25)."""
+    """Improvement / omission / hallucination with opensr-test 1.3.3's formulas
+    (satsr.evaluate.metrics.correctness). Its distance ('nd'), lambdas (0.05), temperature (0.25),
+    histogram matching and "auto" mask are kept; three settings are NOT its defaults, on purpose
+    (metrics.py module doc says why): ``norm: percent`` (its default softmin), no spatial alignment
+    (its harm_apply_spatial), and the evaluate border of 3 px (its border_mask 16)."""
 
     #: Match SR's per-band histogram to HR first (opensr-test's spectral harmonisation).
     harmonize: bool = True
-    #: Pixels count when a distance exceeds this quantile of d(LR bilinear, HR) (opensr "auto75").
+    #: Pixels count when a distance exceeds this quantile of d(LR bilinear, HR) (opensr "auto" = 75th).
     threshold_quantile: Fraction = 0.75
     im_lambda: Annotated[float, Field(gt=0)] = 0.05
     om_lambda: Annotated[float, Field(gt=0)] = 0.05
     ha_lambda: Annotated[float, Field(gt=0)] = 0.05
     temperature: Annotated[float, Field(gt=0)] = 0.25
-    #: percent: share of counted pixels in each class (fractions) | softmin: mean class weight.
+    #: percent: share of counted pixels in each class (fractions; satsr's choice: select caps a share) |
+    #: softmin: mean class weight (opensr-test's default).
     norm: Literal["percent", "softmin"] = "percent"
 
 
@@ -631,6 +743,9 @@ class EvaluateParams(Strict):
     border: Annotated[int, Field(ge=0, le=64)] = SCALE
     #: Identical images have PSNR inf: shown as null + counted, and capped at this for averages.
     psnr_cap_db: Annotated[float, Field(gt=0)] = 100.0
+    #: cPSNR / cSSIM (PROBA-V convention, satsr.evaluate.metrics): best over integer shifts within
+    #: +- this many HR px after per-band bias removal; HR is cropped by border + this. 3 = one LR px.
+    cpsnr_max_shift: Annotated[int, Field(ge=0, le=16)] = SCALE
     #: Bootstrap resamples and level of the CI of the mean paired gain over bicubic.
     bootstrap: Annotated[int, Field(ge=100, le=1_000_000)] = 10000
     ci_level: Annotated[float, Field(gt=0, lt=1)] = 0.95
@@ -651,9 +766,11 @@ class SelectParams(Strict):
     """``select`` (satsr.evaluate.select): compare architectures on the VALIDATION split and set the
     MLflow registry alias on the best version of each ``satsr-<arch>`` and of ``satsr``."""
 
-    archs: list[Literal["rdn", "rrdn", "edsr", "srgan"]] = list(ARCH_NAMES)
-    #: Ranking: psnr_gain / ssim_gain = mean paired gain over bicubic on val; psnr = mean val PSNR.
-    criterion: Literal["psnr_gain", "ssim_gain", "psnr"] = "psnr_gain"
+    #: Architectures ranked; when params.yaml leaves it out: every one of the top-level ``archs``.
+    archs: list[ArchName] = list(ARCH_NAMES)
+    #: Ranking: psnr_gain / ssim_gain / cpsnr_gain = mean paired gain over bicubic on val (cpsnr:
+    #: shift- and bias-tolerant, evaluate.cpsnr_max_shift; the fair one on real pairs); psnr = mean val PSNR.
+    criterion: Literal["psnr_gain", "ssim_gain", "cpsnr_gain", "psnr"] = "psnr_gain"
     #: Cap on the hallucination EXCESS: mean paired increase of the val hallucination share over
     #: bicubic's on the same images (opensr-test scores bicubic itself ~0.17 on the demo data); an
     #: architecture above it is not eligible.
@@ -666,10 +783,7 @@ class SelectParams(Strict):
 
     @model_validator(mode="after")
     def _unique_archs(self) -> SelectParams:
-        if not self.archs:
-            raise ValueError("archs needs at least one architecture")
-        if len(set(self.archs)) != len(self.archs):
-            raise ValueError(f"archs must be unique, got {self.archs}")
+        _unique_archs(self.archs, "archs")
         return self
 
 
@@ -719,10 +833,131 @@ class TuneParams(Strict):
     keep_trials: bool = False
 
 
+class CalibratePair(Strict):
+    """A co-located real Landsat (lr) / Sentinel-2 (hr) pair for `satsr calibrate`."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    lr: str
+    hr: str
+
+
+class CalibrateParams(Strict):
+    """Fit the sensor model (satsr.data.sensor) to real pairs: PSF sigma, shift, per-band a/b, noise."""
+
+    pairs: list[CalibratePair] = []
+    #: Fitted values (JSON); ``source.s2sim.psf_sigma_hr_px: calibrated`` reads it.
+    out: str = "data/calibration/calibration.json"
+    #: Search range of the Gaussian PSF sigma, HR (10 m) pixels.
+    sigma_range: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0, le=10)]] = (0.0, 3.0)
+    #: Search bound of the residual shift per axis, HR px; a fit that ends on it is misaligned (skipped).
+    max_shift_hr_px: Annotated[float, Field(gt=0, le=15)] = 3.0
+    #: Pairs whose LR correlates less than this with the fitted model (grey, Pearson r) are skipped.
+    min_correlation: Annotated[float, Field(ge=-1, le=1)] = 0.6
+    #: Log the fit to MLflow (run ``calibrate``).
+    mlflow: bool = True
+
+    @model_validator(mode="after")
+    def _range(self) -> CalibrateParams:
+        if self.sigma_range[1] <= self.sigma_range[0]:
+            raise ValueError(f"sigma_range {list(self.sigma_range)} must be [low, high] with low < high")
+        return self
+
+
+def _unique_archs(names: list[str], key: str) -> None:
+    if not names:
+        raise ValueError(f"{key} needs at least one architecture (registered: {', '.join(ARCH_NAMES)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{key} must be unique, got {names}")
+
+
+# -------------------------------------------------------------------------------------- release
+class ReleasePair(Strict):
+    """A co-located real Landsat / Sentinel-2 pair, cut on its common exactly nested window.
+
+    ``train`` / ``val`` / ``test``: LR-row fractions [start, end) of the window given to each role
+    (spatially disjoint; leave a gap); an empty list gives the role nothing of this pair.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    lr: str
+    hr: str
+    #: 8-bit stretched pairs: pseudo-reflectance (DN / 255) times this, to a reflectance-like range.
+    pseudo_scale: Annotated[float, Field(gt=0)] = 1.0
+    train: list[tuple[Fraction, Fraction]] = []
+    val: list[tuple[Fraction, Fraction]] = []
+    test: list[tuple[Fraction, Fraction]] = []
+
+
+class ReleaseSensor(Strict):
+    """Sensor-model amplitudes for the simulated pairs (satsr.data.sensor.SensorParams)."""
+
+    psf_sigma_hr_px: Annotated[float, Field(ge=0, le=5)] = 1.4
+    noise_reflectance: Annotated[float, Field(ge=0, le=0.1)] = 0.004
+    gain_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    offset_jitter: Annotated[float, Field(ge=0, le=0.1)] = 0.01
+    max_shift_lr_px: Annotated[float, Field(ge=0, le=2)] = 0.25
+    change_fraction: Fraction = 0.1
+
+
+class ReleaseModel(Strict):
+    """The detail model (satsr.models.detail)."""
+
+    num_blocks: Annotated[int, Field(ge=1, le=64)] = 6
+    num_filters: Annotated[int, Field(ge=4, le=512)] = 32
+    input_highpass_sigma: Annotated[float, Field(gt=0, le=16)] = 2.0
+    output_highpass_sigma: Annotated[float, Field(gt=0, le=16)] = 2.0
+
+
+class ReleaseParams(Strict):
+    """``satsr release train``: the recipe of the released weights (satsr.release).
+
+    Paths are relative to ``data_root`` (a user's clone has no ../shared: the command then says so).
+    """
+
+    data_root: str = "../shared/realdata"
+    out_dir: str = "weights/release"
+    work_dir: str = ".satsr/release"
+    #: Real Sentinel-2 scenes (files, globs or BigEarthNet band folders) partnered by the sensor model.
+    s2_train: list[str] = []
+    s2_val: list[str] = []
+    s2_test: list[str] = []
+    #: Integer rasters without band scale/offset metadata (BigEarthNet L2A): reflectance = DN * this.
+    s2_fallback_scale: Annotated[float, Field(gt=0)] | None = 1.0e-4
+    #: Simulated draws of the sensor model per S2 chip (train); val/test chips get one.
+    sim_draws: PosInt = 4
+    pairs: list[ReleasePair] = []
+    sensor: ReleaseSensor = ReleaseSensor()
+    model: ReleaseModel = ReleaseModel()
+    lr_patch: Annotated[int, Field(ge=8, le=512)] = 32
+    batch_size: PosInt = 16
+    #: Share of each batch drawn from the real pairs' train parts (the rest: simulated from real S2).
+    real_fraction: Fraction = 0.5
+    steps: PosInt = 3000
+    lr: Annotated[float, Field(gt=0, le=1)] = 2.0e-4
+    #: Registered L1 (satsr.train.losses): best over +- this many HR px after per-band bias removal.
+    loss_max_shift: Annotated[int, Field(ge=0, le=8)] = 2
+    checkpoint_every: PosInt = 100
+    validate_every: PosInt = 250
+    #: Evaluation chips (LR px) of the val / test parts.
+    eval_chip: Annotated[int, Field(ge=16, le=1024)] = 48
+    #: Detail strengths tried when calibrating alpha on the validation parts (0 = bicubic).
+    alpha_grid: list[Fraction] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _alpha_grid_has_zero(self) -> ReleaseParams:
+        if 0.0 not in self.alpha_grid:
+            raise ValueError("alpha_grid must contain 0.0 (bicubic), the floor alpha calibration compares against")
+        return self
+
+
 class Params(Strict):
     """The whole of params.yaml. Later stages (training, evaluation, tuning) add their sections."""
 
     seed: int = 42
+    #: The architectures the pipeline trains, tunes and evaluates (dvc.yaml: ``foreach: ${archs}``); each
+    #: must be registered in ``ARCHITECTURES``.
+    archs: list[ArchName] = list(ARCH_NAMES)
     source: SourceParams = SourceParams()
     filter: FilterParams = FilterParams()
     split: SplitParams = SplitParams()
@@ -737,6 +972,32 @@ class Params(Strict):
     select: SelectParams = SelectParams()
     predict: PredictParams = PredictParams()
     tune: TuneParams = TuneParams()
+    calibrate: CalibrateParams = CalibrateParams()
+    release: ReleaseParams = ReleaseParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _select_defaults_to_archs(cls, raw: Any) -> Any:
+        """``select.archs`` left out = the pipeline's ``archs`` (so the list lives in one place)."""
+        archs = raw.get("archs") if isinstance(raw, dict) else None
+        if isinstance(archs, list) and archs and set(archs) <= set(ARCH_NAMES) and len(set(archs)) == len(archs):
+            select = raw.get("select")
+            if select is None or (isinstance(select, dict) and "archs" not in select):
+                raw = {**raw, "select": {**(select or {}), "archs": raw["archs"]}}
+        return raw
+
+    @field_validator("archs")
+    @classmethod
+    def _archs_unique(cls, archs: list[str]) -> list[str]:
+        _unique_archs(archs, "archs")
+        return archs
+
+    @model_validator(mode="after")
+    def _archs_are_trained(self) -> Params:
+        untrained = [a for a in self.select.archs if a not in self.archs]
+        if untrained:
+            raise ValueError(f"select.archs {untrained} are not in archs {self.archs}: the pipeline trains only archs")
+        return self
 
 
 # ------------------------------------------------------------------------------------- loading

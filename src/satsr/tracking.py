@@ -56,7 +56,7 @@ from mlflow.exceptions import MlflowException
 
 from satsr import __version__
 from satsr.config import Params, TrackingParams, flatten
-from satsr.data.geotiff import write_text_atomic
+from satsr.util import redact, write_text_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,11 +74,6 @@ ARTIFACTS_DIR = "mlartifacts"
 #: Registered model names are ``satsr-<arch>``.
 MODEL_PREFIX = "satsr-"
 DEFAULT_DATA_PATH = "data/png"
-REDACTED = "<redacted>"
-#: Key names that may hold secrets (matched anywhere in the dotted key, case-insensitive).
-SECRET_KEY = re.compile(r"key|secret|token|passw|credential", re.IGNORECASE)
-#: ``scheme://user:password@host`` -> ``scheme://<redacted>@host``.
-_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 #: MLflow's limit on a param value (MLflow 3: 6000 characters).
 _MAX_PARAM_LEN = 6000
 #: Timeouts for an http(s) server when the user set none: fail in about a minute instead of
@@ -179,41 +174,8 @@ def configure(params: Params | TrackingParams | None = None, cwd: str | Path | N
     mlflow.set_experiment(experiment_id=experiment_id)
     global _experiment_id
     _experiment_id = experiment_id
-    log.info("MLflow: %s, experiment %r", _redact_value(uri), tracking.experiment)
+    log.info("MLflow: %s, experiment %r", redact(uri), tracking.experiment)
     return uri
-
-
-# ------------------------------------------------------------------------------------ redaction
-def _is_set(value: Any) -> bool:
-    return not (value is None or (isinstance(value, str) and value == ""))
-
-
-def _redact_value(value: Any) -> Any:
-    return _URL_USERINFO.sub(rf"\1{REDACTED}@", value) if isinstance(value, str) else value
-
-
-def redact(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Secret-looking keys -> ``<redacted>`` (when set); credentials inside URLs removed.
-
-    Earth Engine's ``credentials_file`` is only a path, but a path is still a pointer to a key on
-    somebody's disk, so it is not logged either.
-    """
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        if SECRET_KEY.search(str(key)) and _is_set(value):
-            out[key] = REDACTED
-        else:
-            out[key] = _redact_value(value)
-    return out
-
-
-def _redact_nested(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {k: (REDACTED if SECRET_KEY.search(str(k)) and _is_set(v) else _redact_nested(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_redact_nested(v) for v in obj]
-    return _redact_value(obj)
 
 
 def _param_str(value: Any) -> str:
@@ -420,7 +382,7 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 
 def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
     """A JSON/YAML artifact (by extension), with secret-looking keys redacted."""
-    mlflow.log_dict(_redact_nested(data), artifact_file)
+    mlflow.log_dict(redact(data), artifact_file)
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -502,6 +464,33 @@ def load_model(uri: str) -> Any:
     if "tensorflow" in get_model_info(uri).flavors:
         return mlflow.tensorflow.load_model(uri)
     return mlflow.pyfunc.load_model(uri)
+
+
+def model_provenance(uri: str) -> dict[str, str]:
+    """Name, version and run id that a model URI tells (an alias or ``latest`` resolved in the registry).
+
+    Provenance only (e.g. for output tags): what the registry cannot tell is left out, never raised.
+    """
+    info: dict[str, str] = {}
+    if m := re.fullmatch(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?/?", uri):
+        info["name"] = m["name"]
+        try:
+            version: Any = None
+            if m["alias"]:
+                version = alias_version(m["name"], m["alias"])
+            elif m["version"] and m["version"].isdigit():
+                version = m["version"]
+            elif m["version"] and m["version"].lower() == "latest":
+                version = latest_version(m["name"])
+            if version is not None:
+                info["version"] = str(version)
+                info["run_id"] = get_version(m["name"], version).run_id
+        except Exception as err:  # noqa: BLE001 (provenance only; the model itself loaded)
+            log.debug("no registry version for %s: %s", uri, err)
+    elif m := re.fullmatch(r"runs:/(?P<run>[0-9a-fA-F]+)/(?P<path>.+)", uri):
+        info["run_id"] = m["run"]
+        info["name"] = m["path"].rstrip("/")
+    return {k: v for k, v in info.items() if v}
 
 
 # --------------------------------------------------------------------------------------- registry
@@ -685,14 +674,37 @@ def trial_run(trial_number: int, params: Mapping[str, Any] | None = None,
         yield run.info.run_id
 
 
-def log_metrics_to(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Numbers to a run that is not the active one (a trial's intermediate values)."""
-    client = MlflowClient()
-    for key, value in metrics.items():
-        if value is not None:
-            client.log_metric(run_id, key, float(value), step=step or 0)
 
+# ---------------------------------------------------------------------------------------- release
+def register_release(params: Params, model_path: str | Path, doc: Mapping[str, Any], name: str,
+                     alias: str) -> int:
+    """Log the released weights (``weights/release``) as an MLflow run and register them as ``name``
+    with ``alias``; a file already registered (same sha256) is not registered again."""
+    import keras
+    import numpy as np
 
-def end_run_status(run_id: str, status: str) -> None:
-    """Mark a (trial) run FINISHED / FAILED / KILLED."""
-    MlflowClient().set_terminated(run_id, status)
+    import satsr.models  # noqa: F401  (custom layers)
+
+    configure(params)
+    sha = str(doc["sha256"])
+    for v in model_versions(name) if name in list_registered_models() else []:
+        if v.tags.get("sha256") == sha:
+            set_alias(name, alias, v.version)
+            return int(v.version)
+    model = keras.saving.load_model(model_path, compile=False)
+    with stage_run("release", None, doc.get("recipe", {}), data_path=None, is_demo=False,
+                   tags={"alpha": doc.get("alpha"), "sha256": sha}):
+        metrics = {"alpha": float(doc["alpha"])}
+        for setting, groups in doc.get("test", {}).items():
+            for group, v in groups.items():
+                key = re.sub(r"[^A-Za-z0-9_.-]", "_", f"test_{setting}_{group}")
+                for m in ("psnr_gain", "cpsnr_gain"):
+                    if v[m]["mean"] is not None:
+                        metrics[f"{key}_{m}"] = float(v[m]["mean"])
+        log_metrics(metrics)
+        log_dict(dict(doc), "release_metrics.json")
+        info = log_keras_model(model, "release", np.zeros((16, 16, model.input_shape[-1]), np.float32),
+                               registered_name=name)
+    set_version_tags(name, info.version, {"sha256": sha, "alpha": doc["alpha"]})
+    set_alias(name, alias, info.version)
+    return int(info.version)

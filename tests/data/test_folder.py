@@ -61,12 +61,12 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
         lr, hr = read_raster(raw / row.lr_file), read_raster(raw / row.hr_file)
         assert (lr.width, lr.height) == (128, 128) and (hr.width, hr.height) == (384, 384)
         assert lr.crs.to_epsg() == 4326 and row.crs == "EPSG:4326"
-        # Same window on both: footprints agree up to the source's 1 HR px origin offset.
+        # Exactly nested: the HR chip covers the LR chip's ground (its window was moved by whole HR px).
         lb, hb = (
             np.array(rasterio.transform.array_bounds(128, 128, lr.transform)),
             np.array(rasterio.transform.array_bounds(384, 384, hr.transform)),
         )
-        assert np.all(np.abs(lb - hb) <= 1.01 * hr.pixel_size)
+        assert np.all(np.abs(lb - hb) <= 1e-6 * hr.pixel_size)
         # Each chip is exactly its window of the source, with that window's transform.
         scene = row.region
         with rasterio.open(src / f"{scene}_Landsat-8.tif") as s:
@@ -96,7 +96,7 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
     for reasons in report_df["reasons"].fillna(""):
         assert not absolute & set(filter(None, reasons.split(";"))), reasons
     accepted = report_df[report_df["status"] == "accepted"]
-    assert len(accepted) >= 4, report_df[["pair_id", "reasons", "shift_px", "correlation"]]
+    assert len(accepted) == 8, report_df[["pair_id", "reasons", "shift_px", "correlation"]]
     report = tmp_path / "filter" / "report.csv"
     split = run_split(params, raw, report, tmp_path / "split")
     assert set(split["pair_id"]) == set(accepted["pair_id"])
@@ -348,3 +348,150 @@ def test_reimport_of_own_png_export_keeps_reflectance(tmp_path, make_pair):
         encoding_of(orig).to_reflectance(orig.data),
         atol=(hi - lo) / 65535,
     )
+
+
+# ---------------------------------------------------------------- nested windows (satsr.data.nesting)
+def _nesting_report(params: Params, raw: Path, df: pd.DataFrame, src: Path, lr_name: str, hr_name: str,
+                    tmp: Path) -> pd.DataFrame:
+    """Check every chip is exactly nested and is the source window its tags say; run the filter."""
+    for row in df.itertuples():
+        lr, hr = read_raster(raw / row.lr_file), read_raster(raw / row.hr_file)
+        assert (hr.width, hr.height) == (3 * lr.width, 3 * lr.height)
+        assert hr.transform.c == pytest.approx(lr.transform.c, abs=1e-9 * abs(lr.transform.a) + 1e-9)
+        assert hr.transform.f == pytest.approx(lr.transform.f, abs=1e-9 * abs(lr.transform.a) + 1e-9)
+        assert hr.transform.a == pytest.approx(lr.transform.a / 3, rel=1e-9)
+        with rasterio.open(src / lr_name.format(key=row.region)) as s:
+            col, r, w, h = (int(v) for v in lr.tags["SOURCE_WINDOW"].split(","))
+            np.testing.assert_array_equal(lr.data, s.read(window=rasterio.windows.Window(col, r, w, h)))
+        with rasterio.open(src / hr_name.format(key=row.region)) as s:
+            col, r, w, h = (int(v) for v in hr.tags["SOURCE_WINDOW"].split(","))
+            assert (w, h) == (hr.width, hr.height) and min(col, r) >= 0
+            assert col + w <= s.width and r + h <= s.height
+            np.testing.assert_array_equal(hr.data, s.read(window=rasterio.windows.Window(col, r, w, h)))
+        assert "HR cut at" in hr.tags[folder.TAG_NESTING]
+    return run_filter(params, raw, tmp / "filter")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("pairs,n_chips", [("pairs_l8s2ps", 8), ("pairs_homonim", 6)])
+def test_real_pairs_are_cut_exactly_nested_and_pass_the_filter(realdata, tmp_path, pairs, n_chips):
+    """pairs_l8s2ps: S2 origin 1 HR px below L8 (georeference) and the content 1-3 HR px off that;
+    homonim: S2 4 columns / 1 row short of 3x L8, edges 10-20 m inside. Both: nested chips, all
+    accepted, small measured residual shift (measured: <= 0.30 LR px, most <= 0.15)."""
+    src = realdata / pairs
+    params = folder_params(src, "pattern", lr_size=128)
+    raw = tmp_path / "raw"
+    df = folder.run(params, raw)
+    assert len(df) == n_chips
+    report = _nesting_report(params, raw, df, src, "{key}_Landsat-8.tif", "{key}_Sentinel-2.tif", tmp_path)
+    assert (report["status"] == "accepted").all(), report[["pair_id", "reasons", "shift_px"]]
+    assert report["shift_px"].max() <= 0.35 and report["shift_px"].median() <= 0.2
+    if pairs == "pairs_homonim":  # README's aligned window: L8 cols 1..265, rows 0..452 (content: + 1 HR px down)
+        lr_windows = [tuple(int(v) for v in read_raster(raw / f).tags["SOURCE_WINDOW"].split(","))
+                      for f in df["lr_file"]]
+        assert min(w[0] for w in lr_windows) == 1 and max(w[0] + w[2] for w in lr_windows) <= 266
+        assert max(w[1] + w[3] for w in lr_windows) <= 454
+
+
+@pytest.mark.realdata
+def test_georeference_only_nesting_cuts_at_the_stated_offset(realdata, tmp_path):
+    """coregister_hr_px 0: the HR window is where the georeferences put it (S2 row 0 = L8 sub-row 1)."""
+    src = realdata / "pairs_l8s2ps"
+    params = folder_params(src, "pattern", lr_size=128, coregister_hr_px=0)
+    raw = tmp_path / "raw"
+    df = folder.run(params, raw).set_index("pair_id")
+    # 255 nested LR rows (row 0 would need S2 row -1): two chips sharing 1 LR row (max_chip_overlap_lr_px 8)
+    assert sorted(df.index) == ["scene_1_r00001_c00000", "scene_1_r00001_c00128", "scene_1_r00128_c00000",
+                                "scene_1_r00128_c00128", "scene_2_r00001_c00000", "scene_2_r00001_c00128",
+                                "scene_2_r00128_c00000", "scene_2_r00128_c00128"]
+    hr = read_raster(raw / df.loc["scene_1_r00001_c00000", "hr_file"])
+    assert hr.tags["SOURCE_WINDOW"] == "0,2,384,384"  # S2 row 2 = sub-row 3 = the top of L8 row 1
+    with rasterio.open(src / "scene_1_Sentinel-2.tif") as s:  # the HR chip's grid is its own georeference
+        assert hr.transform.almost_equals(rasterio.windows.transform(rasterio.windows.Window(0, 2, 384, 384),
+                                                                     s.transform), precision=1e-12)
+    no_overlap = folder.run(folder_params(src, "pattern", lr_size=128, coregister_hr_px=0,
+                                          max_chip_overlap_lr_px=0), tmp_path / "raw0")
+    assert len(no_overlap) == 4  # one chip row per scene: the nested window is 1 px short of two
+
+
+def _synthetic_scene(folder_: Path, name: str, offset: tuple[int, int], lie: tuple[int, int] = (0, 0),
+                     lr_size: int = 40, short: tuple[int, int] = (4, 1), seed: int = 0) -> tuple[Path, Path]:
+    """An L8 / S2 pair on one UTM grid whose S2 file starts ``offset`` HR px below / right of the L8
+    origin and is ``short`` (cols, rows) HR px short of 3x; its georeference is off by ``lie`` HR px."""
+    from conftest import area_downsample, smooth_field
+
+    rng = np.random.default_rng(seed)
+    field_ = smooth_field(rng, 3 * lr_size + 12)[:, :3 * lr_size, :3 * lr_size]  # HR ground on the LR sub-grid
+    lr = area_downsample(field_)
+    oy, ox = offset
+    hr = field_[:, oy:3 * lr_size - short[1], ox:3 * lr_size - short[0]]
+    x0, y0 = 500000.0, 9600000.0
+    lr_grid = grids.Grid("EPSG:32720", x0, y0, 30.0, lr_size, lr_size)
+    hr_grid = grids.Grid("EPSG:32720", x0 + 10.0 * (ox + lie[1]), y0 - 10.0 * (oy + lie[0]), 10.0,
+                         hr.shape[2], hr.shape[1])
+    lr_path, hr_path = folder_ / f"{name}_L8.tif", folder_ / f"{name}_S2.tif"
+    write_geotiff(lr_path, L8_C2_L2.from_reflectance(lr), lr_grid, L8_C2_L2, LANDSAT_RGB, {})
+    write_geotiff(hr_path, S2_SR.from_reflectance(hr), hr_grid, S2_SR, S2_RGB, {})
+    return lr_path, hr_path
+
+
+@pytest.mark.parametrize("offset,lie,coregister", [((2, 1), (0, 0), 0), ((1, 2), (0, 0), 3), ((2, 1), (1, -2), 3)])
+def test_pattern_nests_offset_and_short_scenes(tmp_path, offset, lie, coregister):
+    """Any integer HR offset and non-3x extent nests exactly; a georeference that lies by whole HR
+    px is corrected by content (coregister_hr_px) and the HR chip goes on the LR grid."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _synthetic_scene(src, "s", offset, lie)
+    params = folder_params(src, "pattern", lr_size=16, coregister_hr_px=coregister, max_chip_overlap_lr_px=0,
+                           lr_pattern=r"(?P<key>.+)_L8\.tif$", hr_pattern=r"(?P<key>.+)_S2\.tif$")
+    params = params.model_copy(update={"filter": params.filter.model_copy(update={"min_sharpness": 0.0})})
+    raw = tmp_path / "raw"
+    df = folder.run(params, raw)
+    # nested LR rows 1..38 and cols 1..37: two chips of 16 each way, the rest left out
+    assert sorted(df["pair_id"]) == ["s_r00001_c00001", "s_r00001_c00017", "s_r00017_c00001", "s_r00017_c00017"]
+    report = _nesting_report(params, raw, df, src, "{key}_L8.tif", "{key}_S2.tif", tmp_path)
+    for row in df.itertuples():  # the HR chip is the LR chip's ground: block means agree
+        lr = read_raster(raw / row.lr_file).data.astype(float) * 2.75e-5 - 0.2
+        hr = read_raster(raw / row.hr_file).data.astype(float) * 1e-4
+        from conftest import area_downsample
+
+        np.testing.assert_allclose(area_downsample(hr), lr, atol=2e-4)
+    assert (report["status"] == "accepted").all() and report["shift_px"].max() <= 0.1
+    tag = read_raster(raw / df["hr_file"].iloc[0]).tags[folder.TAG_NESTING]
+    assert f"HR cut at ({offset[0]}, {offset[1]})" in tag
+
+
+def test_nested_window_and_chip_placement():
+    from satsr.data import nesting
+
+    # the homonim geometry: L8 267 x 454, S2 797 x 1361 starting 20 m (2 HR px) right of L8
+    w = nesting.nested_window((267, 454), (797, 1361), (0, 2))
+    assert (w.lr_col, w.cols, w.lr_row, w.rows) == (1, 265, 0, 453)  # README: L8 cols 1..265, rows 0..452
+    assert (w.hr_col, w.hr_row) == (1, 0)  # README: S2 cols 1..795, rows 0..1358
+    hw = w.hr_window(0, 0, w.rows, w.cols)
+    assert (hw.col_off + hw.width, hw.row_off + hw.height) == (796, 1359)
+    assert nesting.nested_window((10, 10), (30, 30), (31, 0)) is None  # no shared LR pixel
+    assert nesting.place_chips(255, 128, 8) == [(0, 128), (127, 128)]
+    assert nesting.place_chips(255, 128, 0) == [(0, 128)]
+    assert nesting.place_chips(453, 128, 8) == [(0, 128), (128, 128), (256, 128)]
+    assert nesting.place_chips(100, 128, 8) == [(0, 100)]
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    utm = CRS.from_epsg(32633)
+    assert nesting.grid_offset(utm, Affine(30, 0, 0, 0, -30, 0), utm, Affine(10, 0, 20, 0, -10, -10)) == (1.0, 2.0)
+    assert "different CRS" in nesting.grid_offset(utm, Affine(30, 0, 0, 0, -30, 0), CRS.from_epsg(4326),
+                                                  Affine(10, 0, 0, 0, -10, 0))
+    assert "not 3x" in nesting.grid_offset(utm, Affine(30, 0, 0, 0, -30, 0), utm, Affine(20, 0, 0, 0, -20, 0))
+
+
+def test_pattern_cuts_non_georeferenced_scenes_on_the_same_window(tmp_path):
+    src = tmp_path / "pngs"
+    _png8(src / "x_LR.png", 64, 1)
+    _png8(src / "x_HR.png", 192, 2)
+    params = folder_params(src, "pattern", lr_size=32, lr_pattern=r"(?P<key>.+)_LR\.png$",
+                           hr_pattern=r"(?P<key>.+)_HR\.png$")
+    df = folder.run(params, tmp_path / "raw")
+    assert sorted(df["pair_id"]) == ["x_r00000_c00000", "x_r00000_c00032", "x_r00032_c00000", "x_r00032_c00032"]
+    hr = read_raster(tmp_path / "raw" / df.loc[df["pair_id"] == "x_r00032_c00000", "hr_file"].iloc[0])
+    assert hr.tags["SOURCE_WINDOW"] == "0,96,96,96" and hr.crs is None

@@ -21,10 +21,11 @@ import pytest
 
 from satsr.config import LR_PIXEL_M, GeeParams
 from satsr.data import grids
-from satsr.data.geotiff import read_raster, sha256_file
+from satsr.data.geotiff import read_raster
 from satsr.data.manifest import COLUMNS, MANIFEST_NAME, is_complete, read_manifest
 from satsr.data.radiometry import LANDSAT_RGB, S2_RGB
 from satsr.data.sources import gee, run_source
+from satsr.util import sha256_file
 
 FAKE_PATH = Path(__file__).with_name("gee_fake.py")
 _spec = importlib.util.spec_from_file_location("gee_fake", FAKE_PATH)
@@ -164,7 +165,8 @@ def test_requests_screening_and_outputs(tmp_path: Path) -> None:
     assert len(pixels) == 2 * len(manifest)
     for row in manifest.itertuples():
         # (neighbouring chips share scenes: pick this chip's requests by their upper-left corner)
-        lr = [g for sid, bands, g in pixels if (sid, bands, g.x0, g.y0) == (row.lr_scene_id, LANDSAT_RGB, row.x0, row.y0)]
+        lr = [g for sid, bands, g in pixels
+              if (sid, bands, g.x0, g.y0) == (row.lr_scene_id, LANDSAT_RGB, row.x0, row.y0)]
         hr = [g for sid, bands, g in pixels if (sid, bands, g.x0, g.y0) == (row.hr_scene_id, S2_RGB, row.x0, row.y0)]
         assert len(lr) == 1 and len(hr) >= 1
         lr, hr = lr[0], hr[0]
@@ -431,7 +433,8 @@ def test_rerun_of_a_complete_dataset_downloads_nothing(tmp_path: Path) -> None:
 def test_resume_after_kill(tmp_path: Path, reference: pd.DataFrame) -> None:
     """SIGKILL a real child process mid-download; the rerun fetches only what was not finished."""
     out, calls = tmp_path / "raw", tmp_path / "calls_killed.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(gee.__file__).parents[3]), os.environ.get("PYTHONPATH", "")])}
+    src = str(Path(gee.__file__).parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, str(FAKE_PATH), str(out), str(calls)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = 0

@@ -6,9 +6,10 @@ import pytest
 import rasterio
 
 from satsr.data import manifest
-from satsr.data.geotiff import RasterError, encoding_of, read_raster, sha256_file, write_geotiff
+from satsr.data.geotiff import RasterError, encoding_of, read_raster, write_geotiff
 from satsr.data.grids import nested_grids
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB
+from satsr.util import sha256_file
 
 
 def _chip(tmp_path, name="a.tif"):

@@ -115,6 +115,8 @@ def test_round_trip_and_layout(tmp_path, dataset):
     # index.csv and encoding.json
     written = pd.read_csv(out / "index.csv")
     assert list(written["pair_id"]) == list(index["pair_id"])
+    # each pair's spatial group from split.csv (evaluation's CIs resample groups)
+    assert {r.pair_id: r.group for r in written.itertuples()} == {f"p{i}": f"g{i}" for i in range(len(written))}
     enc = json.loads((out / "encoding.json").read_text())
     assert (
         enc["lo"] == LO and enc["hi"] == HI and enc["dtype"] == "uint16" and enc["bands"] == ["R", "G", "B"]

@@ -164,6 +164,34 @@ def test_cells_group_chips_and_every_split_gets_a_group(tmp_path, caplog):
     assert df["group"].nunique() == 2 and "EMPTY" in caplog.text
 
 
+def _regions(n_groups: int, per_group: int = 4) -> list[dict]:
+    """``n_groups`` regions 100 km apart, each ``per_group`` chips inside one 20 km cell."""
+    return [chip_row(f"r{g:02d}_{k}", "EPSG:32720", 401000.0 + (g % 6) * 100000.0 + k * 3000.0,
+                     9501000.0 - (g // 6) * 100000.0)
+            for g in range(n_groups) for k in range(per_group)]
+
+
+def test_min_groups_tops_up_val_and_test(tmp_path, caplog):
+    """Evaluation resamples groups for its CIs: val and test get split.min_groups groups each (the
+    smallest groups move from train), where fractions alone would give them one."""
+    raw, report = setup(tmp_path, _regions(12))
+    one = run_split(params(min_groups=1), raw, report, tmp_path / "one")
+    three = run_split(params(), raw, report, tmp_path / "three")
+
+    def n(df: pd.DataFrame) -> dict[str, int]:
+        return df.groupby("split")["group"].nunique().to_dict()
+
+    assert n(one) == {"train": 10, "val": 1, "test": 1}
+    assert n(three) == {"train": 6, "val": 3, "test": 3}
+    assert json.loads((tmp_path / "three" / "summary.json").read_text())["min_groups"] == 3
+    assert_disjoint(three, footprints(pd.read_csv(raw / "manifest.csv", dtype={"pair_id": str})))
+    # too few groups for 3 each: levelled up as far as possible (no split empty first), with a warning
+    raw, report = setup(tmp_path / "five", _regions(5))
+    caplog.set_level(logging.WARNING)
+    five = run_split(params(), raw, report, tmp_path / "five" / "s")
+    assert sorted(n(five).values()) == [1, 2, 2] and "split.min_groups 3" in caplog.text
+
+
 def test_neighbours_across_utm_zones_are_grouped(tmp_path):
     """Chips either side of a zone boundary are compared in lon/lat."""
 

@@ -136,7 +136,8 @@ def test_every_hadolint_ignore_states_its_reason():
 
 # ----------------------------------------------------------------------------------- structure
 def test_parser_reads_stages_and_continuations():
-    parsed = parse_dockerfile("ARG A=1\nFROM x:1.2.3 AS one\n# c\nRUN a \\\n  # inner\n  && b\nFROM one AS two\nUSER 5\n")
+    parsed = parse_dockerfile("ARG A=1\nFROM x:1.2.3 AS one\n# c\nRUN a \\\n  # inner\n  && b\n"
+                              "FROM one AS two\nUSER 5\n")
     assert [(i.cmd, i.stage) for i in parsed] == [("ARG", None), ("FROM", "one"), ("RUN", "one"),
                                                  ("FROM", "two"), ("USER", "two")]
     assert " ".join(parsed[2].args.split()) == "a && b" and parsed[2].line == 4

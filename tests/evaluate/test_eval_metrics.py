@@ -11,6 +11,7 @@ from evaluate_fixtures import texture
 from scipy import ndimage as ndi
 from sewar import full_ref as sewar_fr
 
+from satsr.config import CorrectnessParams
 from satsr.data.registration import area_downsample
 from satsr.evaluate import metrics as m
 
@@ -103,14 +104,14 @@ def test_correctness_classes():
     hr = texture(rng, 120)
     lr = area_downsample(hr.transpose(2, 0, 1), 3).transpose(1, 2, 0)
     lr_up = m.upsample(lr, 3, "bilinear")
-    plain = m.CorrectnessSettings(harmonize=False)
+    plain = CorrectnessParams(harmonize=False)
     assert m.correctness(hr, hr, lr_up, plain)["improvement"] == pytest.approx(1.0)
     assert m.correctness(lr_up, hr, lr_up, plain)["omission"] == pytest.approx(1.0)  # no detail added
     wild = np.clip(hr + 0.08 * rng.standard_normal(hr.shape), 0, 1)  # detail that is in neither LR nor HR
     out = m.correctness(wild, hr, lr_up, plain)
     assert out["hallucination"] > 0.5
     assert sum(out.values()) == pytest.approx(1.0)
-    soft = m.correctness(wild, hr, lr_up, m.CorrectnessSettings(norm="softmin"))
+    soft = m.correctness(wild, hr, lr_up, CorrectnessParams(norm="softmin"))
     assert sum(soft.values()) == pytest.approx(1.0) and all(0 <= v <= 1 for v in soft.values())
 
 
@@ -140,3 +141,94 @@ def test_reference_cache_changes_nothing(pair):
     for p in (noisy, other):
         assert m.correctness(p[:141, :141], hr[:141, :141], lr_up, cache=shared) == \
             m.correctness(p[:141, :141], hr[:141, :141], lr_up)
+
+
+# ------------------------------------------------------------------- cPSNR / cSSIM (PROBA-V convention)
+def _brute_cpsnr(gt: np.ndarray, p: np.ndarray, border: int, n: int) -> tuple[float, int, int]:
+    """The convention written out naively: every shift, bias removed, plain PSNR, best kept."""
+    k = border + n
+    g = gt[k:-k, k:-k]
+    best = (math.inf, 0, 0)
+    for dy in range(-n, n + 1):
+        for dx in range(-n, n + 1):
+            q = p[k + dy:k + dy + g.shape[0], k + dx:k + dx + g.shape[1]]
+            d = g - q
+            mse = float(np.mean((d - d.mean(axis=(0, 1))) ** 2))
+            if mse < best[0] - 1e-15:
+                best = (mse, dy, dx)
+    return 10 * math.log10(1 / best[0]), best[1], best[2]
+
+
+def test_cpsnr_equals_psnr_at_zero_shift_and_zero_bias(pair):
+    hr, _ = pair
+    rng = np.random.default_rng(3)
+    noise = 0.01 * rng.standard_normal(hr.shape)
+    noisy = hr + (noise - noise.mean(axis=(0, 1)))  # no bias over the image...
+    # ...and no shift to gain from: with max_shift 0 cPSNR is PSNR on the border-cropped pixels up to
+    # the per-band mean of the noise on those pixels (tiny, but removed)
+    g, q = m.crop(hr, 3), m.crop(noisy, 3)
+    q0 = q + (g - q).mean(axis=(0, 1))
+    assert m.cpsnr(hr, noisy, border=3, max_shift=0) == pytest.approx(m.psnr(g, q0), rel=1e-12)
+    assert m.cpsnr(hr, noisy, border=3, max_shift=0) == pytest.approx(m.psnr(g, q), abs=0.01)
+    # white noise: every other shift is far worse, so the search keeps (0, 0) and the same number
+    reg = m.registered_metrics(hr, noisy, border=3, max_shift=3)
+    assert (reg["cshift_dy"], reg["cshift_dx"]) == (0.0, 0.0)
+    g6, q6 = m.crop(hr, 6), m.crop(noisy, 6)
+    assert reg["cpsnr"] == pytest.approx(m.psnr(g6, q6 + (g6 - q6).mean(axis=(0, 1))), rel=1e-12)
+    assert reg["cpsnr"] == pytest.approx(m.psnr(g6, q6), abs=0.01)
+    assert m.cpsnr(hr, hr) == math.inf and m.registered_metrics(hr, hr)["cssim"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 0), (1, -2), (-3, 3), (2, 0)])
+def test_cpsnr_finds_a_planted_integer_shift_and_bias(dy, dx):
+    rng = np.random.default_rng(abs(dy * 7 + dx))
+    big = texture(rng, 120)
+    hr = big[10:106, 10:106]
+    # prediction pixel (y + dy, x + dx) shows HR pixel (y, x), plus a per-band offset and a little noise
+    sr = big[10 - dy:106 - dy, 10 - dx:106 - dx] + np.array([0.02, -0.015, 0.03])
+    sr = sr + 0.001 * rng.standard_normal(sr.shape)
+    reg = m.registered_metrics(hr, sr, border=3, max_shift=3)
+    assert (reg["cshift_dy"], reg["cshift_dx"]) == (dy, dx)
+    assert reg["cbias"] == pytest.approx(-np.mean([0.02, -0.015, 0.03]), abs=2e-4)
+    assert reg["cpsnr"] == pytest.approx(20 * math.log10(1 / 0.001), abs=0.3)  # only the noise is left
+    assert reg["cpsnr"] > m.psnr(m.crop(hr, 3), m.crop(sr, 3)) + 20  # plain PSNR pays for shift and bias
+    assert reg["cssim"] > 0.99 > m.ssim(m.crop(hr, 3), m.crop(sr, 3))
+    assert (reg["cpsnr"], reg["cshift_dy"], reg["cshift_dx"]) == pytest.approx(_brute_cpsnr(hr, sr, 3, 3))
+    if (dy, dx) != (0, 0):  # a shift beyond the range is not found: the best in range is far worse
+        assert m.cpsnr(hr, sr, border=3, max_shift=max(abs(dy), abs(dx)) - 1) < reg["cpsnr"] - 10
+
+
+def test_cpsnr_removes_a_per_band_bias_only(pair):
+    hr, _ = pair
+    biased = hr + np.array([0.05, -0.03, 0.01])
+    assert m.cpsnr(hr, biased) > 200  # a pure per-band offset is removed entirely (float rounding left)
+    assert m.psnr(hr, biased) < 30
+    scaled = hr * 1.2  # a gain is not a bias: it stays (cPSNR is not a correlation)
+    assert m.cpsnr(hr, scaled) < 60
+
+
+def test_cssim_sanity(pair):
+    hr, noisy = pair
+    rng = np.random.default_rng(5)
+    noisier = hr + 0.05 * rng.standard_normal(hr.shape)
+    a, b = m.registered_metrics(hr, noisy), m.registered_metrics(hr, noisier)
+    assert 0 < b["cssim"] < a["cssim"] < 1
+    assert a["cpsnr"] > b["cpsnr"]
+    # cSSIM is SSIM of the registered, bias-corrected window
+    g, q = m.crop(hr, 6), m.crop(noisy, 6)
+    assert a["cssim"] == pytest.approx(m.ssim(g, q + (g - q).mean(axis=(0, 1))), rel=1e-12)
+
+
+def test_image_metrics_report_cpsnr_and_bad_sizes():
+    rng = np.random.default_rng(1)
+    big = texture(rng, 80)
+    hr = big[4:76, 4:76]
+    lr = area_downsample(hr.transpose(2, 0, 1), 3).transpose(1, 2, 0)
+    shifted = big[3:75, 5:77] + 0.01  # content moved (dy, dx) = (1, -1), brighter
+    out = m.image_metrics(lr, hr, {"sr": shifted, "bicubic": m.upsample(lr, 3, "bicubic")},
+                          metrics=("psnr", "cpsnr", "cssim"), max_shift=3)
+    assert (out["sr_cshift_dy"], out["sr_cshift_dx"]) == (1.0, -1.0)
+    assert out["sr_cpsnr"] > out["bicubic_cpsnr"] > out["bicubic_psnr"] > out["sr_psnr"]
+    assert "sr_ssim" not in out and 0 < out["sr_cssim"] <= 1
+    with pytest.raises(m.EvaluationError, match="too small"):
+        m.cpsnr(hr[:20, :20], hr[:20, :20], border=3, max_shift=8)

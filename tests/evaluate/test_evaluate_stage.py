@@ -49,11 +49,14 @@ def test_evaluate_writes_csv_summary_metrics_and_figures(png_dir, model, tmp_pat
     for method in METHODS:
         for metric in ALL_METRICS:
             assert f"{method}_{metric}" in df, f"{method}_{metric}"
-    assert {"hr_sharpness", "sr_psnr_gain"} <= set(df.columns)
+    assert {"hr_sharpness", "sr_psnr_gain", "sr_cpsnr_gain", "sr_cshift_dy", "bicubic_cbias"} <= set(df.columns)
+    assert (df["sr_cpsnr"] >= df["sr_psnr"] - 0.5).all()  # registered: never much below plain (smaller crop)
     full = json.loads((out / "summary.json").read_text())
     assert full["conventions"]["border_crop_px"] == 3 and "reflectance" in full["conventions"]["data_range"]
     gain = full["gain_vs_bicubic"]["sr"]["psnr"]
     assert gain["ci_low"] <= gain["mean"] <= gain["ci_high"] and gain["n"] == 3
+    assert full["gain_vs_bicubic"]["sr"]["cpsnr"]["n"] == 3
+    assert full["conventions"]["registered"]["max_shift_hr_px"] == 3
     compact = json.loads(metrics.read_text())
 
     def numbers_only(node):
@@ -79,6 +82,7 @@ def test_identical_predictions_give_infinite_psnr_as_null_and_capped_mean(png_di
     df = pd.read_csv(tmp_path / "e" / "per_image.csv")
     assert list(df["pair_id"]) == ["test0", "test1", "test2"]
     assert np.isinf(df["sr_psnr"]).all() and np.allclose(df["sr_ssim"], 1.0)
+    assert np.isinf(df["sr_cpsnr"]).all() and (df["sr_cshift_dx"] == 0).all() and np.allclose(df["sr_cssim"], 1.0)
     full = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert full["stats"]["sr"]["psnr"]["n_infinite"] == 3 and full["stats"]["sr"]["psnr"]["mean"] == 100.0
     assert full["gain_vs_bicubic"]["sr"]["psnr"]["significant"] is True
@@ -109,7 +113,7 @@ def test_bad_inputs_name_the_file(png_dir, model, tmp_path):
     only_val = tmp_path / "png_val_only"
     shutil.copytree(png_dir, only_val)
     index[index["split"] != "test"].to_csv(only_val / "index.csv", index=False)
-    with pytest.raises(EvaluationError, match=r"index\.csv: the 'test' split is empty"):
+    with pytest.raises(EvaluationError, match=r"split 'test' of .*png_val_only is empty .*nothing to evaluate"):
         run_evaluate(p, "edsr", png_dir=only_val, model_path=model, **kw)
     shutil.copy(only_val / "val_LR" / "val0.png", only_val / "val_HR" / "val0.png")  # HR now 1x LR
     with pytest.raises(EvaluationError, match=r"pair val0: HR 24x24 \(.*val_HR/val0\.png\) is not exactly 3x"):
@@ -163,12 +167,11 @@ def test_cli_help_and_dvc_stages(capsys):
             main([name, "--help"])
         assert info.value.code == 0 and f"usage: satsr {name}" in capsys.readouterr().out
     import yaml
-
-    from satsr.scratch import repo_root
+    from scratch import repo_root
 
     dvc = yaml.safe_load((repo_root() / "dvc.yaml").read_text())
     stages = dvc["stages"]
-    assert stages["evaluate"]["foreach"] == ["rdn", "rrdn", "edsr", "srgan"]
+    assert stages["evaluate"]["foreach"] == "${archs}"  # params.yaml's one list of architectures
     assert stages["evaluate"]["do"]["metrics"] == [{"metrics/eval/${item}.json": {"cache": False}}]
     assert "data/png" in stages["evaluate"]["do"]["deps"] and "evaluate" in stages["evaluate"]["do"]["params"]
     assert stages["select"]["cmd"] == "python stages/select_model.py"  # not select.py: it would shadow `select`

@@ -11,6 +11,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from fixtures_mlflow import isolated_mlflow_env
 from PIL import Image
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -55,25 +56,14 @@ def registered_url(mlflow_server_started, tmp_path_factory):
     from satsr.config import Params
 
     url = mlflow_server_started.wait_healthy()
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT")}
-    os.environ["MLFLOW_TRACKING_URI"] = url
-    os.environ["SATSR_TRACKING_ROOT"] = str(tmp_path_factory.mktemp("ui_root"))
-    try:
+    root = tmp_path_factory.mktemp("ui_root")
+    with isolated_mlflow_env(MLFLOW_TRACKING_URI=url, SATSR_TRACKING_ROOT=str(root)):
         tracking.configure(Params())
         keras.utils.set_random_seed(0)
         model = models.build("edsr", {"num_blocks": 1, "num_filters": 8})
         with tracking.stage_run("finetune", "uitest", {"epochs": 1}, data_path=None):
             info = tracking.log_keras_model(model, "uitest", np.zeros((1, 8, 8, 3), np.float32), MODEL)
         tracking.set_alias(MODEL, "champion", info.version)
-    finally:
-        import mlflow
-
-        mlflow.set_tracking_uri(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return f"{url}/#/models/{MODEL}"
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for satsr.predict: tiny x3 models saved as .keras, and GeoTIFF scene writers."""
+"""Fixtures for satsr.predict: tiny x3 models saved as .keras (exported: reflectance in/out, as the
+trainer saves them; one bare legacy network), and GeoTIFF scene writers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from satsr.data.radiometry import L8_C2_L2
 #: overlap // 4 for the overlaps the tests use, so tiled output must equal the whole-image output.
 TINY = {"num_blocks": 1, "num_filters": 8}
 UTM_20S = "EPSG:32720"
+#: The png range the tiny models are exported with (params' defaults).
+LO, HI = -0.1, 1.0
 ORIGIN = (500010.0, 9600000.0)
 
 
@@ -73,19 +76,33 @@ def model_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+def _exported(net):
+    from satsr.models import export_model
+
+    return export_model(net, LO, HI)
+
+
 @pytest.fixture(scope="session")
 def random_model_path(model_dir) -> Path:
-    """Tiny EDSR with random (nonzero) tail weights, saved as .keras."""
+    """Tiny EDSR with random (nonzero) tail weights, exported and saved as .keras."""
     path = model_dir / "edsr_random.keras"
-    _build(True, 3).save(path)
+    _exported(_build(True, 3)).save(path)
     return path
 
 
 @pytest.fixture(scope="session")
 def bicubic_model_path(model_dir) -> Path:
-    """Tiny untrained EDSR (zero tail): output == bicubic x3 upsampling of the input."""
+    """Tiny untrained EDSR (zero tail), exported: output == bicubic x3 upsampling of the input."""
     path = model_dir / "edsr_bicubic.keras"
-    _build(False, 4).save(path)
+    _exported(_build(False, 4)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def legacy_model_path(model_dir) -> Path:
+    """The random-tail EDSR saved bare (png16 units in/out), as satsr saved models before export."""
+    path = model_dir / "edsr_legacy.keras"
+    _build(True, 3).save(path)
     return path
 
 
@@ -102,3 +119,27 @@ def bicubic_model(bicubic_model_path):
     from satsr.predict import load_model
 
     return load_model(bicubic_model_path)
+
+
+@pytest.fixture(scope="session")
+def detail_model_path(model_dir) -> Path:
+    """An exported network with a ``detail_strength`` layer (alpha 0.6), as the released model has:
+    bicubic + alpha * (random conv detail)."""
+    import keras
+
+    from satsr.models import blocks
+
+    keras.utils.set_random_seed(5)
+    lr = blocks.lr_input(3)
+    x = blocks.conv(lr, 4, 3, name="head", activation="relu")
+    x = blocks.upsampler(x, 4)
+    detail = blocks.conv(x, 3, 3, name="tail_conv")
+    base = blocks.Upsample(3, "bicubic", name="lr_upsampled")(lr)
+    sr = blocks.DetailStrength(0.6, name="detail_strength")([base, detail])
+    net = keras.Model(lr, sr, name="detail_tiny")
+    tail = net.get_layer("tail_conv")
+    kernel, bias = tail.get_weights()
+    tail.set_weights([kernel * 0.05, bias])  # detail of ~0.01 reflectance: nothing hits the clip range
+    path = model_dir / "detail.keras"
+    _exported(net).save(path)
+    return path

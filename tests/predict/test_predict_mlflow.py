@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import rasterio
 from conftest import c2_dn, textured, write_tif  # tests/predict/conftest.py
+from fixtures_mlflow import isolated_mlflow_env
 
 from satsr import tracking
 from satsr.config import Params, TrackingParams
 from satsr.predict import PredictError, predict
 
-ENV_KEYS = ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
-
 
 @pytest.fixture
 def store(tmp_path):
     """A sqlite store in tmp, reached through MLFLOW_TRACKING_URI as a user would; env restored after."""
-    import mlflow
-
-    saved = {k: os.environ.get(k) for k in ENV_KEYS}
-    for k in ENV_KEYS:
-        os.environ.pop(k, None)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
+    with isolated_mlflow_env(MLFLOW_TRACKING_URI=uri):
         tracking.configure(TrackingParams(uri=uri, experiment="predict-test"))
         yield uri
-    finally:
-        while mlflow.active_run():
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_registry_and_run_uris_load_and_unknown_names_list_the_registered_models(store, tmp_path,

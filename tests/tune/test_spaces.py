@@ -104,9 +104,34 @@ def test_overrides_validate_and_address_gan_phases_by_name():
 
 
 def test_best_params_round_trip(tmp_path):
-    path = spaces.write_best(tmp_path / "best.yaml", "rdn", {"finetune.lr": 2e-4}, {"tuned": True})
-    assert spaces.apply_best(Params(), "rdn", path).finetune.rdn.lr == 2e-4
+    path = spaces.write_best(tmp_path / "best.yaml", "rdn", {"finetune.lr": 2e-4},
+                             {"tuned": True, "base": {"finetune.lr": 5e-4}})
+    doc = spaces.read_best_doc(path, "rdn")
+    assert doc["overrides"] == {"finetune.lr": 2e-4} and doc["base"] == {"finetune.lr": 5e-4}
     empty = spaces.write_best(tmp_path / "fixed.yaml", "rdn", {}, {"tuned": False})
-    assert spaces.apply_best(Params(), "rdn", empty) == Params()
+    assert spaces.read_best(empty, "rdn") == {}
     with pytest.raises(spaces.SpaceError, match="expected 'edsr'"):
         spaces.read_best(path, "edsr")
+
+
+def test_study_yaml_holds_no_budget(tmp_path):
+    """The budget is params.yaml tune.n_trials / timeout_s only: a value in study.yaml is an error naming
+    the key and where it belongs (it used to win silently); null is accepted."""
+    ok = _write(tmp_path, {"objective": "val_psnr_gain", "n_trials": None, "timeout_s": None}, "study.yaml")
+    assert spaces.load_study_settings(ok).objective == "val_psnr_gain"
+    bad = _write(tmp_path, {"n_trials": 50}, "study.yaml")
+    with pytest.raises(spaces.SpaceError, match=r"n_trials: 50: the study budget is params.yaml tune.n_trials"):
+        spaces.load_study_settings(bad)
+
+
+def test_searched_values_are_masked_and_recorded_as_base():
+    params = Params()
+    space = spaces.SearchSpace.model_validate({"arch": "srgan", "finetune": {
+        "lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+        "gan.gan.perceptual_weight": {"type": "float", "low": 0.01, "high": 1.0}}})
+    base = spaces.base_values(params, "srgan", space)
+    assert base == {"finetune.lr": params.finetune.srgan.lr, "finetune.gan.gan.perceptual_weight": 0.1}
+    masked = spaces.masked_section(params, "finetune", "srgan", space)
+    assert masked["lr"] == "<searched>" and masked["epochs"] == params.finetune.srgan.epochs
+    assert spaces.get_value(params, "srgan", "finetune.gan.gan.perceptual_weight") == (0.1, True)
+    assert spaces.get_value(params, "srgan", "finetune.input.batch_size") == (8, False)

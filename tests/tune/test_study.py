@@ -18,6 +18,7 @@ import yaml
 from tune_fixtures import REPO, pretrained, tiny_raw, write_dataset, write_params, write_spaces
 
 from satsr.config import Params
+from satsr.tune import spaces
 from satsr.tune import study as st
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
@@ -89,6 +90,33 @@ def test_cap_counts_every_state_and_reruns_top_up(tmp_path):
     assert again.trials_here == [] and sum(again.counts.values()) == 3  # nothing added
     more = st.run_study(params, "edsr", n_trials=5, train_fn=fake_train(), **kw)
     assert len(more.trials_here) == 2 and sum(more.counts.values()) == 5
+
+
+def test_explicit_value_after_the_study_joins_it_and_wins_at_finetune(tmp_path):
+    """`dvc exp run -S finetune.edsr.lr=...` reruns tune@edsr: the searched lr is masked in the study
+    name, so the full study is joined (no new trials) and best_params.yaml keeps the base the study
+    ran with; finetune then uses the explicit lr (satsr.resolve), the tuned one where untouched."""
+    from satsr import resolve
+
+    kw = {"data_dir": tmp_path, "init_weights": None, "storage": _journal(tmp_path), "log_to_mlflow": False,
+          "out_path": tmp_path / "best.yaml"}
+    raw = tiny_raw(tmp_path, n_trials=2)
+    first = st.run_study(Params.model_validate(raw), "edsr", train_fn=fake_train(), **kw)
+    doc = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert doc["base"]["finetune.lr"] == 1e-3 and doc["base"]["finetune.input.batch_size"] == 2
+    assert doc["budget"]["n_trials"] == {"value": 2, "source": "params.yaml"}
+    raw["finetune"]["edsr"]["lr"] = 1e-5
+    changed = Params.model_validate(raw)
+    again = st.run_study(changed, "edsr", train_fn=fake_train(), **kw)
+    assert again.study_name == first.study_name and again.trials_here == []
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["base"] == doc["base"]
+    eff = resolve.effective_params(changed, "finetune", "edsr", best_params=tmp_path / "best.yaml")
+    assert eff.params.finetune.edsr.lr == 1e-5 and eff.sources["finetune.edsr.lr"] == "params.yaml"
+    assert eff.params.finetune.edsr.input.batch_size == doc["overrides"]["finetune.input.batch_size"]
+    # a non-searched value changes what trials train: a new study
+    raw["finetune"]["edsr"]["epochs"] = 2
+    assert st.study_name(Params.model_validate(raw), "edsr", *spaces.load_all(tmp_path / "spaces", "edsr")) != \
+        first.study_name
 
 
 KILLED_WORKER = textwrap.dedent("""
@@ -164,7 +192,7 @@ def test_real_trials_log_nested_mlflow_runs_figures_and_feed_finetune(tmp_path, 
     assert "optuna/optimization_history.png" in arts
     complete = [c for c in children if c.data.tags.get("state") == "COMPLETE"]
     assert complete and all("finetune.lr" in c.data.params for c in children)
-    hist = client.get_metric_history(complete[0].info.run_id, "val_psnr_gain")
+    hist = client.get_metric_history(complete[0].info.run_id, "val_psnr_gain_refl")
     assert [m.step for m in hist] == [1, 2] and "value" in complete[0].data.metrics
 
     # finetune applies the best values (tune.enabled), or the fixed ones when disabled
@@ -174,6 +202,11 @@ def test_real_trials_log_nested_mlflow_runs_figures_and_feed_finetune(tmp_path, 
                  "--metrics", str(tmp_path / "m.json"), "--plots", str(tmp_path / "p.csv")]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["batch_size"] == doc["overrides"]["finetune.input.batch_size"]
+    effective = yaml.safe_load((out / "effective_params.yaml").read_text())
+    assert effective["sources"]["finetune.edsr.input.batch_size"] == "tune"
+    ft_run = client.get_run(summary["mlflow_run_id"])
+    assert ft_run.data.tags["param_source.finetune.edsr.input.batch_size"] == "tune"
+    assert "effective_params.yaml" in {a.path for a in client.list_artifacts(ft_run.info.run_id)}
     raw["tune"]["enabled"] = False
     write_params(tmp_path, raw)
     fixed = tmp_path / "fixed.yaml"

@@ -10,9 +10,8 @@ import sys
 
 import optuna
 import pytest
+from scratch import make_copy, run
 from tune_fixtures import pretrained, tiny_raw, write_dataset, write_params
-
-from satsr.scratch import make_copy, run
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,7 @@ def test_two_workers_share_a_postgres_study(tmp_path, postgres_url):
                                "--figures", str(tmp_path / f"fig{k}")], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
     outs = [p.communicate(timeout=170) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     study = optuna.load_study(study_name="shared-edsr", storage=postgres_url)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
-from satsr.scratch import write_png_dataset as write_dataset  # noqa: F401  (re-exported to tests/tune)
+from scratch import write_png_dataset as write_dataset  # noqa: F401  (re-exported to tests/tune)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODELS = {

@@ -32,10 +32,11 @@ import rasterio
 
 from satsr.config import SCALE, FilterParams, Params
 from satsr.data import review
-from satsr.data.geotiff import Raster, RasterError, atomic_path, encoding_of, read_raster
+from satsr.data.geotiff import Raster, RasterError, encoding_of, read_raster
 from satsr.data.manifest import read_manifest
 from satsr.data.radiometry import Encoding
 from satsr.data.registration import apply_shift, area_downsample, pearson_r, phase_shift
+from satsr.util import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,14 @@
-"""GeoTIFF reading and atomic writing.
+"""GeoTIFF reading and writing.
 
-Writes go to a temporary name in the destination folder and are renamed into place, so a killed
-process never leaves a truncated file under a final name (reruns then resume cleanly).
+Writes go through ``satsr.util.atomic_path`` (a temporary name in the destination folder renamed
+into place), so a killed process never leaves a truncated file under a final name and reruns resume
+cleanly.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -21,13 +17,15 @@ from rasterio.errors import RasterioError
 
 from satsr.data.grids import Grid
 from satsr.data.radiometry import BY_NAME, Encoding
+from satsr.errors import SatsrError
+from satsr.util import atomic_path, sha256_file
 
 #: Tag names written on every raw chip (acquisition metadata lives beside them).
 TAG_ENCODING = "SATSR_ENCODING"
 TAG_SENSOR = "SATSR_SENSOR"
 
 
-class RasterError(ValueError):
+class RasterError(SatsrError, ValueError):
     """A raster could not be read or does not match what the pipeline expects; names the file."""
 
 
@@ -56,35 +54,6 @@ class Raster:
     @property
     def pixel_size(self) -> float:
         return abs(self.transform.a)
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; rename onto ``dest`` only on success."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a small text file (state, run ids, metrics) through ``atomic_path``, fsynced."""
-    with atomic_path(Path(path)) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_geotiff(
@@ -162,12 +131,5 @@ def encoding_of(r: Raster, default: Encoding | None = None) -> Encoding:
         return default
     if np.issubdtype(r.data.dtype, np.floating):
         return Encoding("reflectance", str(r.data.dtype), 1.0, 0.0, r.nodata)
-    raise RasterError(f"{r.path}: cannot tell the radiometric encoding of a {r.data.dtype} raster without scale/offset tags")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    raise RasterError(f"{r.path}: cannot tell the radiometric encoding of a {r.data.dtype} raster without "
+                      "scale/offset tags")

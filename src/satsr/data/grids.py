@@ -105,7 +105,8 @@ def moving_square(
     return centres
 
 
-def split_request(grid: Grid, bands: int, bytes_per_px: int, max_bytes: int, max_side: int) -> list[tuple[int, int, Grid]]:
+def split_request(grid: Grid, bands: int, bytes_per_px: int, max_bytes: int,
+                  max_side: int) -> list[tuple[int, int, Grid]]:
     """Tile a grid so each request stays under the per-request byte and side limits.
 
     Returns (col, row, sub_grid) with tile offsets in pixels of ``grid``. Tiles are square-ish and

@@ -6,12 +6,16 @@ a pair counts as complete only when both files exist and match the recorded chec
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from satsr.data.geotiff import atomic_path, sha256_file
+from satsr.data.grids import Grid
+from satsr.errors import InputError, MissingInputError
+from satsr.util import atomic_path, sha256_file
 
 MANIFEST_NAME = "manifest.csv"
 
@@ -32,23 +36,56 @@ COLUMNS = [
     "lr_clear_fraction", "hr_clear_fraction",  # pixel-level, inside the chip
     "demo_defect",      # demo only: the defect planted on purpose ('' for good pairs)
     "source_split",     # folder/seed_png only: the split the imported dataset came with ('' otherwise)
+    "extra",            # provider-specific JSON object ('' when none); s2sim: the drawn sensor-model values
 ]
 
+#: Columns added after the first release: a manifest written before them still reads (as '').
+OPTIONAL = ("extra",)
+
+
+#: Values a provider may leave out: unknown acquisition metadata is empty (text) or NaN (numbers).
+DEFAULTS: dict[str, Any] = {
+    "is_demo": False, "lr_scene_id": "", "hr_scene_id": "", "lr_cloud": math.nan, "hr_cloud": math.nan,
+    "lr_clear_fraction": math.nan, "hr_clear_fraction": math.nan, "demo_defect": "", "source_split": "", "extra": "",
+}
 
 #: Columns parsed as numbers; every other column stays text (a pair_id "NA" is not missing data).
 NUMERIC = ("lon", "lat", "x0", "y0", "lr_width", "lr_height", "hr_width", "hr_height", "days_apart",
            "lr_cloud", "hr_cloud", "lr_clear_fraction", "hr_clear_fraction")
 
 
+def grid_columns(lr_grid: Grid, hr_grid: Grid) -> dict[str, Any]:
+    """The manifest's georeference columns of a pair on nested grids (both share the upper-left corner)."""
+    return {"crs": lr_grid.crs, "x0": lr_grid.x0, "y0": lr_grid.y0,
+            "lr_width": lr_grid.width, "lr_height": lr_grid.height,
+            "hr_width": hr_grid.width, "hr_height": hr_grid.height}
+
+
+def pair_row(**values: Any) -> dict[str, Any]:
+    """One manifest row, in ``COLUMNS`` order: ``values`` over ``DEFAULTS``.
+
+    Every provider builds its rows here, so the manifest cannot drift between them: a column that is
+    neither given nor defaulted, or one that is not a manifest column, is a provider bug (TypeError).
+    """
+    unknown = sorted(set(values) - set(COLUMNS))
+    missing = [c for c in COLUMNS if c not in values and c not in DEFAULTS]
+    if unknown or missing:
+        raise TypeError(f"manifest row: unknown column(s) {unknown}, missing column(s) {missing}")
+    return {c: values[c] if c in values else DEFAULTS[c] for c in COLUMNS}
+
+
 def read_manifest(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found; run the 'source' stage first")
+        raise MissingInputError(f"{path}: manifest not found; run the 'source' stage first")
     df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in NUMERIC},
                      dtype={c: str for c in COLUMNS if c not in NUMERIC})
+    for col in OPTIONAL:
+        if col not in df.columns:
+            df[col] = ""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: manifest lacks columns {missing}")
+        raise InputError(f"{path}: manifest lacks columns {missing}")
     df["is_demo"] = df["is_demo"].str.lower().isin(("true", "1"))
     return df
 

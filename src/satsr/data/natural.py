@@ -59,7 +59,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -72,8 +71,9 @@ import pandas as pd
 from PIL import Image
 
 from satsr.config import SCALE, NaturalParams, Params
-from satsr.data.geotiff import atomic_path, sha256_file
 from satsr.data.png import write_png16
+from satsr.errors import SatsrError
+from satsr.util import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +126,11 @@ DIV2K_LAYOUT = (
 )
 
 
-class NaturalError(ValueError):
+class NaturalError(SatsrError, ValueError):
     """The natural-image corpus cannot be built; the message names the file or folder."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SatsrError, RuntimeError):
     """DIV2K could not be downloaded (offline, blocked, server error); says how to do it by hand."""
 
 
@@ -402,20 +402,17 @@ def download_div2k(dest: str | Path = "data/DIV2K", *, include_lr: bool = True, 
         url = DIV2K_URL + archive
         zip_path = dest / archive
         if not zip_path.is_file():
-            part = dest / f".{archive}.part"
             log.info("div2k: downloading %s", url)
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as f:
+            try:  # streamed to a temporary file that becomes zip_path only when complete
+                with (atomic_path(zip_path) as part, urllib.request.urlopen(url, timeout=timeout) as resp,
+                      open(part, "wb") as f):
                     shutil.copyfileobj(resp, f, length=1 << 20)
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                if part.exists():
-                    part.unlink()
                 reason = getattr(err, "reason", err)
                 raise DownloadError(
                     f"div2k: cannot download {url} ({reason}); this machine looks offline or the server is "
                     f"unreachable. Download the archives by hand from {DIV2K_URL} on a connected machine, unpack "
                     f"them into {dest} ({DIV2K_LAYOUT.replace('<dir>', str(dest))})") from None
-            os.replace(part, zip_path)
         try:
             with zipfile.ZipFile(zip_path) as z:
                 z.extractall(dest)

@@ -43,11 +43,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from satsr.config import SCALE, InputParams
+from satsr.errors import SatsrError
 
 INDEX_NAME = "index.csv"
 REQUIRED_COLUMNS = ("pair_id", "split", "lr_png", "hr_png")
@@ -57,7 +57,7 @@ MAX_CONSECUTIVE_REJECTS = 10_000
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-class PipelineError(ValueError):
+class PipelineError(SatsrError, ValueError):
     """The PNG dataset cannot feed the pipeline; the message names the file, pair or folder."""
 
 
@@ -68,6 +68,9 @@ class Pair:
     hr_path: Path
     lr_size: tuple[int, int]  # (width, height)
     hr_size: tuple[int, int]
+    #: The split's spatial group (index.csv ``group``; None when the dataset has none): evaluation's
+    #: confidence intervals resample groups, not chips (satsr.evaluate.stats).
+    group: str | None = None
 
 
 # --------------------------------------------------------------------------------------- index
@@ -96,7 +99,8 @@ def load_pairs(png_dir: str | Path, split: str) -> list[Pair]:
         raise PipelineError(f"{index_path}: index.csv not found; {png_dir} is not a PNG dataset folder "
                             "(expected index.csv and {split}_{LR,HR}/<pair_id>.png)")
     try:
-        index = pd.read_csv(index_path, dtype={"pair_id": str, "split": str, "lr_png": str, "hr_png": str})
+        index = pd.read_csv(index_path, dtype={"pair_id": str, "split": str, "lr_png": str, "hr_png": str,
+                                               "group": str})
     except (ValueError, OSError) as err:
         raise PipelineError(f"{index_path}: unreadable index ({err})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in index.columns]
@@ -114,7 +118,9 @@ def load_pairs(png_dir: str | Path, split: str) -> list[Pair]:
             raise PipelineError(
                 f"pair {r.pair_id}: HR {hr_size[0]}x{hr_size[1]} ({hr_path}) is not exactly {SCALE}x "
                 f"LR {lr_size[0]}x{lr_size[1]} ({lr_path})")
-        pairs.append(Pair(str(r.pair_id), lr_path, hr_path, lr_size, hr_size))
+        group = getattr(r, "group", None)
+        pairs.append(Pair(str(r.pair_id), lr_path, hr_path, lr_size, hr_size,
+                          str(group) if isinstance(group, str) and group else None))
     return pairs
 
 
@@ -304,7 +310,3 @@ def pipeline_throughput(ds: tf.data.Dataset, n_batches: int, warmup: int = 2) ->
         n += int(lr.shape[0])
     return n / (time.perf_counter() - t0)
 
-
-def as_numpy_batches(ds: tf.data.Dataset, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The first ``n`` batches as numpy arrays (tests, notebooks)."""
-    return [(lr.numpy(), hr.numpy()) for lr, hr in ds.take(n)]

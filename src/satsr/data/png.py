@@ -32,10 +32,12 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 from satsr.config import Params
-from satsr.data.geotiff import Raster, RasterError, atomic_path, encoding_of, read_raster, sha256_file
+from satsr.data.geotiff import Raster, RasterError, encoding_of, read_raster
 from satsr.data.manifest import read_manifest
 from satsr.data.radiometry import L8_C2_L2, S2_SR, Encoding, to_quicklook8
 from satsr.data.split import SPLITS, read_report, resolve_pair_paths
+from satsr.errors import InputError
+from satsr.util import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +411,7 @@ def run_png(
     for row in split_df.itertuples(index=False):
         pid, split = str(row.pair_id), str(row.split)
         if split not in SPLITS:
-            raise ValueError(f"{split_csv}: pair {pid} has unknown split {split!r}")
+            raise InputError(f"{split_csv}: pair {pid} has unknown split {split!r}")
         if pid not in manifest.index:
             log.warning("png: %s is in %s but not in the manifest; skipped", pid, split_csv)
             continue
@@ -487,6 +489,9 @@ def run_png(
             "written",
         ],
     )
+    # the split's spatial group of each pair: evaluation resamples groups, not chips, for its CIs
+    groups = dict(zip(split_df["pair_id"], split_df["group"])) if "group" in split_df else {}
+    index.insert(index.columns.get_loc("fingerprint"), "group", index["pair_id"].map(groups))
     index = index.sort_values(["split", "pair_id"]).reset_index(drop=True)
     keep = (
         set(index["lr_png"]) | set(index["hr_png"]) | set(index["lr_quicklook"]) | set(index["hr_quicklook"])

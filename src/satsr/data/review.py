@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from satsr.data.geotiff import atomic_path
 from satsr.data.radiometry import to_quicklook8
 from satsr.data.registration import area_downsample
+from satsr.util import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,15 @@ def _img_tag(rel: str | None, label: str, px: int) -> str:
     )
 
 
+def _text(value: object) -> str:
+    """A report cell as text; missing cells (None, NaN from a CSV round trip) are empty."""
+    return value if isinstance(value, str) else ""
+
+
 def _card(row: Mapping[str, object], looks: tuple[str | None, str | None], px: int) -> str:
-    status = str(row.get("status", ""))
-    reasons = str(row.get("reasons") or "")
-    note = str(row.get("note") or "")
+    status = _text(row.get("status"))
+    reasons = _text(row.get("reasons"))
+    note = _text(row.get("note"))
     metrics = []
     for col, label, fmt in CARD_METRICS:
         shown = _fmt(row.get(col), fmt)
@@ -147,7 +152,7 @@ def _card(row: Mapping[str, object], looks: tuple[str | None, str | None], px: i
         f'<div class="head"><code>{pid}</code> <span class="status">{html.escape(status)}</span></div>'
         f'<div class="tags">{tags}</div>'
         f'<div class="metrics">{" ".join(metrics)}</div>'
-        f"<details><summary>detail</summary>{html.escape(str(row.get('detail') or 'no findings'))}</details>"
+        f"<details><summary>detail</summary>{html.escape(_text(row.get('detail')) or 'no findings')}</details>"
         f"</div>"
     )
 

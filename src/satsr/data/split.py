@@ -12,7 +12,9 @@ Footprints are compared in their CRS when both chips share a projected CRS, else
 converted to metres. Non-georeferenced chips (the seed's PNGs) cannot be checked: each is its own
 group, with a warning. Pairs imported with a split of their own (``source_split``) keep it.
 Assignment is a seeded shuffle of the groups plus a greedy fill towards the fractions, so it is
-deterministic for a seed and every split gets at least one group when there are enough groups.
+deterministic for a seed; then every split is topped up to ``split.min_groups`` groups when there are
+enough (the smallest groups move from the split with the most), because evaluation and selection
+resample groups, not chips, for their confidence intervals (satsr.evaluate.stats).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from rasterio.warp import transform_bounds
 
 from satsr.config import LR_PIXEL_M, Params, SplitParams
 from satsr.data import grids
-from satsr.data.geotiff import atomic_path
 from satsr.data.grids import KM_PER_DEG_LAT, KM_PER_DEG_LON_EQUATOR
 from satsr.data.manifest import read_manifest
+from satsr.errors import InputError, MissingInputError, SatsrError
+from satsr.util import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ SUMMARY_NAME = "summary.json"
 FOOTPRINT_COLUMNS = ["fp_crs", "minx", "miny", "maxx", "maxy", "lon_min", "lat_min", "lon_max", "lat_max"]
 
 
-class SplitLeakError(AssertionError):
+class SplitLeakError(SatsrError, AssertionError):
     """A spatial group or two overlapping footprints straddle two splits."""
 
 
@@ -83,12 +86,12 @@ def read_report(report_csv: Path) -> pd.DataFrame:
     """The filter report with string columns made safe (empty, not NaN)."""
     report_csv = Path(report_csv)
     if not report_csv.is_file():
-        raise FileNotFoundError(f"{report_csv}: filter report not found; run the 'filter' stage first")
+        raise MissingInputError(f"{report_csv}: filter report not found; run the 'filter' stage first")
     text_cols = ("pair_id", "status", "reasons", "detail", "lr_path", "hr_path")
     df = pd.read_csv(report_csv, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={})
     for col in ("pair_id", "status"):
         if col not in df.columns:
-            raise ValueError(f"{report_csv}: report lacks column {col!r}")
+            raise InputError(f"{report_csv}: report lacks column {col!r}")
     for col in text_cols:
         if col not in df.columns:
             df[col] = ""
@@ -267,9 +270,9 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
         src = src if isinstance(src, str) else ""
         if src:
             if src not in SPLITS:
-                raise ValueError(f"source_split {src!r} of group {g} is not one of {SPLITS}")
+                raise InputError(f"source_split {src!r} of group {g} is not one of {SPLITS}")
             if fixed.setdefault(g, src) != src:
-                raise ValueError(
+                raise InputError(
                     f"spatial group {g} holds pairs the imported dataset put in both {fixed[g]!r} and {src!r}: its "
                     "own split leaks; re-import without source splits or lower split.group_cell_m / near_m"
                 )
@@ -286,22 +289,22 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
         s = max(wanted, key=lambda s: (target[s] - counts[s], -SPLITS.index(s)))
         assigned[g] = s
         counts[s] += sizes[g]
-    # Every wanted split non-empty when possible: move the smallest free group of the split with
-    # the most free groups into an empty one.
-    for s in wanted:
-        if any(v == s for v in assigned.values()):
-            continue
-        donors = {d: [g for g in order if assigned[g] == d] for d in wanted if d != s}
-        donors = {
-            d: gs
-            for d, gs in donors.items()
-            if len(gs) > 1 or (len(gs) == 1 and sum(1 for v in assigned.values() if v == d) > 1)
-        }
-        if not donors:
-            continue
-        d = max(donors, key=lambda d: (len(donors[d]), -SPLITS.index(d)))
-        g = min(reversed(donors[d]), key=lambda g: sizes[g])
-        assigned[g] = s
+    # Every wanted split gets split.min_groups groups when possible, levelled up one group at a time
+    # (first no split empty, then 2 each, ...): move the smallest free group of the split with the
+    # most free groups, if it keeps more than the level itself.
+    def n_groups(s: str) -> int:
+        return sum(1 for v in assigned.values() if v == s)
+
+    for level in range(1, sp.min_groups + 1):
+        for s in wanted:
+            while n_groups(s) < level:
+                donors = {d: [g for g in order if assigned[g] == d] for d in wanted if d != s}
+                donors = {d: gs for d, gs in donors.items() if gs and n_groups(d) > level}
+                if not donors:
+                    break
+                d = max(donors, key=lambda d: (len(donors[d]), -SPLITS.index(d)))
+                g = min(reversed(donors[d]), key=lambda g: sizes[g])
+                assigned[g] = s
     empty = [s for s in wanted if not any(v == s for v in assigned.values())]
     if empty:
         log.warning(
@@ -310,6 +313,14 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
             len(sizes),
             total,
             ", ".join(empty),
+        )
+    few = {s: n_groups(s) for s in wanted if s not in empty and n_groups(s) < sp.min_groups}
+    if few:
+        log.warning(
+            "split: %s spatial group(s) (split.min_groups %d): confidence intervals over so few regions are coarse "
+            "(none with 1). Add chips in more regions, or lower split.group_cell_m / split.near_m.",
+            ", ".join(f"{s} has {n}" for s, n in few.items()),
+            sp.min_groups,
         )
     return np.array([assigned[g] for g in groups])
 
@@ -367,7 +378,7 @@ def run_split(params: Params, raw_dir: Path, report_csv: Path, out_dir: Path) ->
         )
     m = manifest[manifest["pair_id"].isin(set(accepted))].sort_values("pair_id").reset_index(drop=True)
     if m.empty:
-        raise ValueError(f"{report_csv}: no accepted pairs to split ({len(report)} in the report)")
+        raise InputError(f"{report_csv}: no accepted pairs to split ({len(report)} in the report)")
 
     fp = footprints(m, raw_dir, report[report["pair_id"].isin(set(m["pair_id"]))])
     n_nogeo = int((fp["fp_crs"] == "").sum())
@@ -401,6 +412,7 @@ def run_split(params: Params, raw_dir: Path, report_csv: Path, out_dir: Path) ->
         "fraction": {s: round(float((split_df["split"] == s).mean()), 4) for s in SPLITS},
         "total_pairs": len(split_df),
         "total_groups": int(split_df["group"].nunique()),
+        "min_groups": sp.min_groups,
         "ungeoreferenced_pairs": n_nogeo,
         "seed": sp.seed,
     }

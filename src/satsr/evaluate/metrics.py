@@ -9,6 +9,19 @@ Conventions (written into every output by ``conventions()``):
   ``MAX`` = 255, for comparison with the seed project, which scored 8-bit stretched images.
 * **Border**: ``border`` px (default 3, the scale) cropped from every side of the HR-sized images
   before every metric; the LR-side metrics crop ``ceil(border / scale)`` LR px.
+* **Registration- and bias-tolerant** ``cpsnr`` / ``cssim`` (the PROBA-V challenge's cPSNR, Martens
+  et al. 2019; WorldStrat's shift-tolerant scores): real Landsat / Sentinel-2 pairs differ by
+  sub-pixel misregistration and a per-scene radiometric offset, which plain PSNR charges to the
+  model. HR is cropped by ``border + N`` px (``N`` = ``evaluate.cpsnr_max_shift``, default 3 HR px
+  = one LR px, PROBA-V's +-3 px at x3); for every integer shift (dy, dx) within +-N the same-size
+  window of the prediction starting (dy, dx) px further down / right is compared (prediction pixel
+  (y + dy, x + dx) against HR pixel (y, x)), after adding the per-band bias
+  ``b = mean(HR - prediction)`` over the compared pixels. ``cpsnr`` = the highest PSNR over the
+  shifts (MAX = 1 reflectance, the plain PSNR convention); ``cssim`` = SSIM (sewar's, as above) of
+  the same bias-corrected window AT THE cPSNR-OPTIMAL SHIFT (one registration per image, not a
+  second search). Ties go to the smallest shift. The chosen shift (``cshift_dy`` / ``cshift_dx``,
+  HR px) and the mean removed bias (``cbias``) are per-image columns. Every method (SR, bicubic,
+  Lanczos) is registered on its own, so the gain over bicubic compares each at its best shift.
 * **Channels**: RGB (R, G, B); multi-band metrics average over the bands as sewar does; sharpness
   uses the band-mean grey image.
 * **Full-reference metrics** are sewar 0.4.10's (``sewar.full_ref``) definitions, re-implemented
@@ -29,6 +42,26 @@ Conventions (written into every output by ``conventions()``):
   (3 x 3 block means, exactly how the nested grids relate) against the LR image: mean absolute
   reflectance difference (``lr_l1``), mean per-pixel spectral angle in degrees (``lr_sam_deg``),
   and the sub-pixel shift by phase correlation (``lr_shift_px``, LR px; satsr.data.registration).
+* **Correctness** (improvement / omission / hallucination, :func:`correctness`) follows opensr-test
+  1.3.3's formulas, but NOT all of its defaults; what is used, and why:
+
+  - the same: the per-pixel 'nd' distance, the lambdas (0.05) and softmin temperature (0.25), SR
+    histogram-matched to HR first (its ``harm_apply_spectral``), LR bilinearly upsampled to HR as
+    the reference, and the pixel mask "auto" = 75th percentile of d_ref (what its
+    ``Metrics.compute`` passes; ``Metrics.correctness`` called alone uses a fixed 0.1);
+  - ``norm: percent`` (opensr-test's default is ``softmin``): the share of counted pixels in each
+    class, fractions summing to 1, because select caps a share ("how many pixels are
+    hallucinated") and a share reads plainly; ``evaluate.correctness.norm: softmin`` gives its mean
+    soft class weight instead;
+  - NO spatial alignment (opensr-test aligns SR to HR, ``harm_apply_spatial`` with phase
+    correlation up to 5 px): the pairs are co-registered by the filter stage
+    (``filter.max_shift_lr_px``), and a shift the model itself introduces is an error the score
+    should see rather than remove (it is also reported on its own: ``lr_shift_px``, cPSNR);
+  - border ``evaluate.border`` = 3 HR px (the scale; opensr-test masks 16, ``border_mask``): one
+    border for every metric, so the correctness shares and PSNR describe the same pixels.
+
+  With those three set alike (``correctness_norm``, ``harm_apply_spatial=False``,
+  ``border_mask=3``), opensr-test 1.3.3 gives the same shares to 1e-3 (checked for issue 10).
 """
 
 from __future__ import annotations
@@ -37,15 +70,15 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from satsr.config import SCALE
+from satsr.config import SCALE, CorrectnessParams
 from satsr.data.registration import area_downsample, phase_shift
+from satsr.errors import SatsrError
 
 #: Methods compared on the same pixels, in table order (``sr`` = the model).
 BASELINES: tuple[str, ...] = ("bicubic", "lanczos")
@@ -53,24 +86,28 @@ METHODS: tuple[str, ...] = ("sr", *BASELINES)
 #: Full-reference metrics from sewar, on reflectance in [0, 1].
 FULL_REF: tuple[str, ...] = ("psnr", "ssim", "msssim", "ergas", "sam", "uqi", "scc", "rase")
 QUICKLOOK: tuple[str, ...] = ("psnr8", "ssim8")
+#: Shift- and bias-tolerant PSNR / SSIM (module doc); extra per-image columns: REGISTERED_EXTRA.
+REGISTERED: tuple[str, ...] = ("cpsnr", "cssim")
+REGISTERED_EXTRA: tuple[str, ...] = ("cshift_dy", "cshift_dx", "cbias")
 CONSISTENCY: tuple[str, ...] = ("lr_l1", "lr_sam_deg", "lr_shift_px")
 CORRECTNESS: tuple[str, ...] = ("improvement", "omission", "hallucination")
 #: Every per-method metric, in column order.
-ALL_METRICS: tuple[str, ...] = (*FULL_REF, *QUICKLOOK, "sharpness", *CONSISTENCY, *CORRECTNESS)
+ALL_METRICS: tuple[str, ...] = (*FULL_REF, *REGISTERED, *QUICKLOOK, "sharpness", *CONSISTENCY, *CORRECTNESS)
 #: True: higher is better; False: lower is better; None: neither (sharpness: closer to HR is better).
 HIGHER_IS_BETTER: dict[str, bool | None] = {
     "psnr": True, "ssim": True, "msssim": True, "ergas": False, "sam": False, "uqi": True, "scc": True,
-    "rase": False, "psnr8": True, "ssim8": True, "sharpness": None, "lr_l1": False, "lr_sam_deg": False,
+    "rase": False, "cpsnr": True, "cssim": True, "psnr8": True, "ssim8": True, "sharpness": None,
+    "lr_l1": False, "lr_sam_deg": False,
     "lr_shift_px": False, "improvement": True, "omission": False, "hallucination": False,
 }
 UNITS: dict[str, str] = {
-    "psnr": "dB", "psnr8": "dB", "sam": "rad", "lr_sam_deg": "deg", "lr_shift_px": "LR px",
+    "psnr": "dB", "cpsnr": "dB", "psnr8": "dB", "sam": "rad", "lr_sam_deg": "deg", "lr_shift_px": "LR px",
     "lr_l1": "reflectance", "sharpness": "reflectance / 10 m px", "ergas": "", "rase": "%",
 }
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(SatsrError, ValueError):
     """Evaluation cannot run on these inputs; the message names the file or pair."""
 
 
@@ -278,6 +315,78 @@ def rase(gt: np.ndarray, p: np.ndarray, ws: int = 8) -> float:
     return float(np.mean(rase_map[s:-s, s:-s]))
 
 
+# ------------------------------------------------------------ registration- and bias-tolerant
+def _shift_order(max_shift: int) -> list[tuple[int, int]]:
+    """Every integer (dy, dx) within +-max_shift, the smallest shifts first (ties go to them)."""
+    r = range(-max_shift, max_shift + 1)
+    return sorted(((dy, dx) for dy in r for dx in r), key=lambda s: (s[0] ** 2 + s[1] ** 2, s))
+
+
+def register_shift(gt: np.ndarray, p: np.ndarray, border: int = SCALE,
+                   max_shift: int = SCALE) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """The integer shift of ``p`` that best matches ``gt`` after per-band bias removal (module doc).
+
+    ``gt`` is cropped by ``border + max_shift`` on every side; for each (dy, dx) within
+    +-``max_shift`` the same-size window of ``p`` starting ``(dy, dx)`` px further down / right is
+    compared, with the per-band bias ``b = mean(gt - p_window)`` added to the window. Returns
+    ``(dy, dx, gt_window, p_window + b, b)`` at the smallest bias-free MSE (ties: smallest shift).
+
+    All shifts are scored at once from the variance identity
+    ``MSE_b = mean(g^2) - 2 mean(g q) + mean(q^2) - (mean(g) - mean(q))^2`` with running sums for
+    the window means of ``q`` and one dot product per shift, then the winner is recomputed
+    directly (so identical images give exactly 0, i.e. cPSNR ``inf``)."""
+    gt, p = _hwc(gt), _hwc(p)
+    if gt.shape != p.shape:
+        raise EvaluationError(f"shapes differ: reference {gt.shape}, prediction {p.shape}")
+    m = border + max_shift
+    g = crop(gt, m)
+    h, w, c = g.shape
+    n = float(h * w)
+    k = 2 * max_shift + 1
+    # Band-first contiguous copies: the per-shift products are 2-3x faster than on (h, w, c) views.
+    gb = np.ascontiguousarray(g.transpose(2, 0, 1))
+    region = np.ascontiguousarray(p[border:p.shape[0] - border, border:p.shape[1] - border].transpose(2, 0, 1))
+
+    def window_sums(x: np.ndarray) -> np.ndarray:
+        """Sum of x over the window of every shift, (c, k, k), from 2-D cumulative sums."""
+        s = np.zeros((c, x.shape[1] + 1, x.shape[2] + 1))
+        s[:, 1:, 1:] = x.cumsum(1).cumsum(2)
+        return s[:, h:h + k, w:w + k] - s[:, :k, w:w + k] - s[:, h:h + k, :k] + s[:, :k, :k]
+
+    q_sum, q2_sum = window_sums(region), window_sums(region * region)
+    g_sum = gb.sum(axis=(1, 2))[:, None, None]
+    g2_sum = (gb * gb).sum(axis=(1, 2))[:, None, None]
+    gq = np.empty((c, k, k))
+    for i in range(k):
+        for j in range(k):
+            gq[:, i, j] = (gb * region[:, i:i + h, j:j + w]).sum(axis=(1, 2))
+    mse = np.mean((g2_sum - 2 * gq + q2_sum) / n - ((g_sum - q_sum) / n) ** 2, axis=0)  # (k, k)
+    tol = 1e-9 * max(float(g2_sum.mean()) / n, 1e-12)
+    lowest = float(mse.min())
+    dy, dx = next(s for s in _shift_order(max_shift) if mse[s[0] + max_shift, s[1] + max_shift] <= lowest + tol)
+    q = p[m + dy:m + dy + h, m + dx:m + dx + w]
+    bias = (g - q).mean(axis=(0, 1))
+    return dy, dx, g, q + bias, bias
+
+
+def cpsnr(gt: np.ndarray, p: np.ndarray, border: int = SCALE, max_shift: int = SCALE, max_val: float = 1.0) -> float:
+    """Clear/corrected PSNR (PROBA-V ``cPSNR``): the best PSNR over integer shifts of ``p`` within
+    +-``max_shift`` px after per-band bias removal (``register_shift``), ``MAX = max_val``."""
+    _, _, g, q, _ = register_shift(gt, p, border, max_shift)
+    return psnr(g, q, max_val)
+
+
+def registered_metrics(gt: np.ndarray, p: np.ndarray, border: int = SCALE, max_shift: int = SCALE,
+                       max_val: float = 1.0, cache: RefCache | None = None) -> dict[str, float]:
+    """``cpsnr`` and ``cssim`` (SSIM of the same bias-corrected window at the cPSNR-optimal shift,
+    sewar's SSIM conventions), with the shift ``cshift_dy`` / ``cshift_dx`` (HR px) and the mean
+    per-band bias ``cbias`` (reflectance, HR - prediction) that were removed. ``cache`` (one dict
+    per reference image and setting) keeps the reference's SSIM statistics."""
+    dy, dx, g, q, bias = register_shift(gt, p, border, max_shift)
+    return {"cpsnr": psnr(g, q, max_val), "cssim": ssim(g, q, max_val, cache=cache),
+            "cshift_dy": float(dy), "cshift_dx": float(dx), "cbias": float(np.mean(bias))}
+
+
 # ---------------------------------------------------------------------------------- sharpness
 def grey(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img, dtype=np.float64)
@@ -328,22 +437,6 @@ def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int = SCALE, border: i
 
 
 # -------------------------------------------------------------------------------- correctness
-@dataclass(frozen=True)
-class CorrectnessSettings:
-    """opensr-test's correctness settings (``opensr_test.config.Config`` defaults)."""
-
-    #: Match SR's per-band histogram to HR first (opensr-test's spectral harmonisation).
-    harmonize: bool = True
-    #: Pixels count when any of d_ref, d_im, d_om exceeds this quantile of d_ref ("auto75").
-    threshold_quantile: float = 0.75
-    im_lambda: float = 0.05
-    om_lambda: float = 0.05
-    ha_lambda: float = 0.05
-    temperature: float = 0.25
-    #: percent: share of counted pixels whose softmin class is each; softmin: mean softmin weight.
-    norm: str = "percent"
-
-
 def upsample(img: np.ndarray, scale: int, method: str) -> np.ndarray:
     """Upsample an (h, w, c) float image ``scale`` x with Pillow on float32 bands (pixel-centre
     aligned): ``bicubic`` (Keys a = -0.5), ``lanczos`` (Lanczos-3) or ``bilinear``."""
@@ -383,10 +476,11 @@ def match_histograms(img: np.ndarray, reference: np.ndarray, cache: RefCache | N
 
 
 def correctness(sr: np.ndarray, hr: np.ndarray, lr_up: np.ndarray,
-                settings: CorrectnessSettings = CorrectnessSettings(),
+                settings: CorrectnessParams = CorrectnessParams(),
                 cache: RefCache | None = None) -> dict[str, float]:
     """Improvement, omission and hallucination shares of an SR image after opensr-test
-    (Aybar et al. 2024, ``opensr_test.main.Metrics.correctness`` with its default Config).
+    (Aybar et al. 2024, ``opensr_test.main.Metrics.correctness``) with satsr's settings, which are
+    not all opensr-test's defaults (module doc: percent, no spatial alignment, the evaluate border).
 
     With ``lr_up`` the LR image bilinearly upsampled to the HR grid and ``SRh`` the SR image
     (histogram-matched to HR when ``harmonize``), per pixel with the 'nd' distance
@@ -477,13 +571,15 @@ def quicklook8(refl: np.ndarray, max_reflectance: float, gamma: float) -> np.nda
 
 def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.ndarray], *,
                   scale: int = SCALE, border: int = SCALE, quicklook: tuple[float, float] = (0.3, 1.8),
-                  correctness_settings: CorrectnessSettings = CorrectnessSettings(),
-                  metrics: Iterable[str] = ALL_METRICS, timer: Timer | None = None) -> dict[str, float]:
+                  correctness_settings: CorrectnessParams = CorrectnessParams(),
+                  metrics: Iterable[str] = ALL_METRICS, timer: Timer | None = None,
+                  max_shift: int = SCALE) -> dict[str, float]:
     """Every metric of every prediction of one image, as a flat ``{method}_{metric}`` dict.
 
     ``lr`` (h, w, c) and ``hr`` / predictions (3h, 3w, c) are reflectance; they are clipped to
     [0, 1] here and border-cropped per the module conventions. ``metrics`` picks a subset (the
-    select stage needs only PSNR and hallucination). Adds ``hr_sharpness`` when sharpness is asked.
+    select stage needs only PSNR and hallucination). Adds ``hr_sharpness`` when sharpness is asked,
+    and ``{method}_cshift_dy|cshift_dx|cbias`` with cPSNR / cSSIM (``max_shift``: their +-N, HR px).
     """
     want = set(metrics)
     unknown = want - set(ALL_METRICS)
@@ -504,6 +600,7 @@ def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.n
             lr_up = crop(upsample(lr, scale, "bilinear"), border)
     ref_cache: RefCache = {}  # HR-side work shared by the methods (and a separate one for 8-bit)
     ref8_cache: RefCache = {}
+    reg_cache: RefCache = {}  # cSSIM compares a smaller HR window (border + max_shift): its own cache
     fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "psnr": psnr, "ssim": lambda a, b: ssim(a, b, cache=ref_cache),
         "msssim": lambda a, b: msssim(a, b, cache=ref_cache), "ergas": lambda a, b: ergas(a, b, 1.0 / scale),
@@ -519,6 +616,10 @@ def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.n
             if name in want:
                 with t(name):
                     out[f"{method}_{name}"] = fns[name](hr, pred)
+        if want & set(REGISTERED):
+            with t("registered"):
+                reg = registered_metrics(hr_full, pred_full, border, max_shift, cache=reg_cache)
+                out.update({f"{method}_{k}": v for k, v in reg.items() if k in want or k in REGISTERED_EXTRA})
         if hr8 is not None:
             with t("quicklook8"):
                 p8 = quicklook8(pred, *quicklook)
@@ -541,7 +642,7 @@ def image_metrics(lr: np.ndarray, hr: np.ndarray, predictions: Mapping[str, np.n
 
 
 def conventions(border: int, scale: int, quicklook: tuple[float, float],
-                settings: CorrectnessSettings) -> dict[str, object]:
+                settings: CorrectnessParams, max_shift: int = SCALE) -> dict[str, object]:
     """The conventions behind every number (written into the summaries and the CSV's sidecar)."""
     return {
         "data_range": "reflectance clipped to [0, 1] (PSNR/SSIM MAX = 1); *8 metrics: 8-bit quicklook, MAX = 255",
@@ -555,11 +656,20 @@ def conventions(border: int, scale: int, quicklook: tuple[float, float],
                       "lanczos": "Pillow LANCZOS (Lanczos-3) on reflectance"},
         "full_reference": "sewar 0.4.10 definitions (SSIM/MS-SSIM/SCC re-implemented, equal to sewar to ~1e-10); "
                           "ERGAS r = 1/scale; SAM in radians",
+        "registered": {"metrics": "cpsnr, cssim (PROBA-V cPSNR convention)", "max_shift_hr_px": max_shift,
+                       "crop_px": border + max_shift,
+                       "rule": "best PSNR over integer shifts within +-max_shift of the prediction window "
+                               "(prediction (y+dy, x+dx) vs HR (y, x)) after adding the per-band bias "
+                               "mean(HR - prediction); cSSIM = SSIM of that window at the cPSNR-optimal shift; "
+                               "MAX = 1 reflectance; ties to the smallest shift"},
         "sharpness": "mean sqrt(gx^2 + gy^2), (gy, gx) = np.gradient(band-mean grey), reflectance / 10 m px",
         "cpbd": "not computed: no maintained, openly licensed package on PyPI",
         "consistency": "SR area-downsampled x scale vs LR: L1 (reflectance), spectral angle (deg), "
                        "phase-correlation shift (LR px)",
-        "correctness": {"after": "opensr-test (Aybar et al. 2024), distance 'nd'", **settings.__dict__},
+        "correctness": {"after": "opensr-test 1.3.3 formulas (Aybar et al. 2024), distance 'nd'",
+                        "differs_from_opensr_test_defaults": "norm percent (its default softmin) unless set; no "
+                        "spatial alignment (its harm_apply_spatial); border = border_crop_px (its border_mask 16)",
+                        **settings.__dict__},
         "psnr_identical": "inf per image (JSON: null, counted in n_infinite); capped for averages, see stats",
         "units": UNITS,
         "higher_is_better": HIGHER_IS_BETTER,

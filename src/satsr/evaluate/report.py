@@ -85,7 +85,7 @@ def sharpness_histogram(df: pd.DataFrame, title: str, bins: int = 20) -> Figure:
 def psnr_histogram(df: pd.DataFrame, title: str, bins: int = 20, cap: float = 100.0,
                    gain: Mapping[str, Any] | None = None) -> Figure:
     """Left: PSNR per method; right: per-image paired PSNR gain of the model over bicubic, with the
-    bootstrap CI of the mean gain (``gain``: satsr.evaluate.stats.paired_gain of sr vs bicubic)."""
+    CI of the mean gain, labelled with its unit (``gain``: satsr.evaluate.stats.paired_gain of sr vs bicubic)."""
     fig = Figure(figsize=(12, 4.8), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
     series = {m: _finite(df[f"{m}_psnr"], cap) for m in ("bicubic", "lanczos", "sr") if f"{m}_psnr" in df}
@@ -97,8 +97,8 @@ def psnr_histogram(df: pd.DataFrame, title: str, bins: int = 20, cap: float = 10
         _hist_panel(ax2, {"sr": g}, bins, "PSNR gain of the model over bicubic, per image (dB)", "+.3f")
         ax2.axvline(0.0, color="black", linewidth=1)
         if gain and gain.get("ci_low") is not None:
-            ax2.axvspan(gain["ci_low"], gain["ci_high"], color="tab:red", alpha=0.15,
-                        label=f"{100 * gain.get('level', 0.95):.0f} % bootstrap CI of the mean gain")
+            ci_label = gain.get("ci_note") or f"{100 * gain.get('level', 0.95):.0f} % bootstrap CI of the mean gain"
+            ax2.axvspan(gain["ci_low"], gain["ci_high"], color="tab:red", alpha=0.15, label=ci_label)
             ax2.legend(fontsize=8, loc="best")
         ax2.set_title("paired gain over bicubic", fontsize=10)
     fig.suptitle(title, fontsize=10)
@@ -171,33 +171,39 @@ def leaderboard_markdown(board: Mapping[str, Any]) -> str:
     """The leaderboard as a markdown table (the JSON is metrics/leaderboard.json)."""
     rows = board["rows"]
     crit = board["criterion"]
+    ci = board.get("ci_note") or f"{100 * board['ci_level']:.0f}% CI, bootstrap over images"
     lines = [
         "# Model leaderboard (validation split)",
         "",
         (f"Ranked on the **{board['split']}** split ({board['n_images']} images; the test split is never used "
          f"for selection) by **{crit}**, among architectures whose hallucination share exceeds bicubic's by at "
-         f"most **{board['max_hallucination']:g}** (mean paired excess). Gains are paired per image over bicubic, "
-         f"with a {100 * board['ci_level']:.0f} % seeded bootstrap CI of the mean; *significant* means the CI "
-         "excludes 0. Hallucination: opensr-test's share of pixels classed as hallucinated; the cap applies to "
+         f"most **{board['max_hallucination']:g}** (mean paired excess). Gains are paired per image over bicubic; "
+         f"[CI] of the mean: **{ci}** (seeded; a cluster bootstrap resamples whole spatial groups of the split, "
+         "because neighbouring chips are not independent); *significant* means the CI excludes 0. "
+         "Hallucination: opensr-test's share of pixels classed as hallucinated; the cap applies to "
          "its excess over bicubic on the same images (bicubic itself is not at 0). "
          f"Conventions: {board['conventions']}."),
         "",
         ("| rank | arch | model version | val PSNR (dB) | bicubic (dB) | PSNR gain (dB) [CI] | SSIM gain [CI] "
-         "| hallucination (bicubic) | excess | eligible | champion version |"),
-        "|---:|---|---|---:|---:|---|---|---:|---:|:---:|---|",
+         "| cPSNR gain (dB) [CI] | hallucination (bicubic) | excess | eligible | champion version |"),
+        "|---:|---|---|---:|---:|---|---|---|---:|---:|:---:|---|",
     ]
     for r in rows:
-        pg, sg = r["psnr_gain"], r["ssim_gain"]
+        pg, sg, cg = r["psnr_gain"], r["ssim_gain"], r.get("cpsnr_gain") or {}
         sig = " *" if pg.get("significant") else ""
         lines.append(
             f"| {r['rank']} | **{r['arch']}** | {r.get('registered_model') or 'not registered'} | "
             f"{_fmt(r['sr_psnr'], '.3f')} | {_fmt(r['bicubic_psnr'], '.3f')} | "
             f"{_fmt(pg.get('mean'), '+.3f')} [{_fmt(pg.get('ci_low'), '+.3f')}, {_fmt(pg.get('ci_high'), '+.3f')}]{sig} | "
             f"{_fmt(sg.get('mean'), '+.4f')} [{_fmt(sg.get('ci_low'), '+.4f')}, {_fmt(sg.get('ci_high'), '+.4f')}] | "
+            f"{_fmt(cg.get('mean'), '+.3f')} [{_fmt(cg.get('ci_low'), '+.3f')}, {_fmt(cg.get('ci_high'), '+.3f')}] | "
             f"{_fmt(r['hallucination'], '.3f')} ({_fmt(r['bicubic_hallucination'], '.3f')}) | "
             f"{_fmt(r['hallucination_excess'], '+.3f')} | {'yes' if r['eligible'] else 'no'} | "
             f"{r.get('champion') or '-'} |")
-    lines += ["", "`*`: the CI of the mean PSNR gain excludes 0.", ""]
+    lines += ["", f"`*`: the CI of the mean PSNR gain excludes 0 ({ci}).", ""]
+    tie = board.get("tie_rule")
+    if tie:
+        lines += [f"**Top two** ({' vs '.join(tie['between'])}): {tie['reason']}.", ""]
     winner = board.get("winner")
     if winner:
         lines.append(f"**Winner: {winner}**" + ("" if board.get("winner_eligible", True) else

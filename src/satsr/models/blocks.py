@@ -8,7 +8,9 @@ private ``tensorflow.python.keras`` (krasserm's models break on Keras 3 because 
 Normalisation: inputs are 16-bit PNG / 65535, i.e. reflectance already encoded into [0, 1] with a
 fixed, dataset-independent range (see ``PngParams``). There is deliberately no DIV2K-style mean
 shift: a photo-dataset mean is wrong for reflectance, and the global residual (the network adds
-detail to the input upsampled x3) already centres the learning target on zero.
+detail to the input upsampled x3) already centres the learning target on zero. Saved models wrap
+the network in ``harmonize`` (BandLinear) -> ``encode`` -> network -> ``decode`` (satsr.models.export),
+so what users run takes and returns reflectance.
 """
 
 from __future__ import annotations
@@ -87,6 +89,82 @@ class Scale(keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
+# --------------------------------------------------- normalization carried by exported models
+def _check_range(lo: float, hi: float) -> tuple[float, float]:
+    lo, hi = float(lo), float(hi)
+    if not hi > lo:
+        raise ValueError(f"reflectance range needs hi > lo, got lo={lo:g}, hi={hi:g}")
+    return lo, hi
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ReflectanceEncode(keras.layers.Layer):
+    """Reflectance -> the network's [0, 1] units: ``(clip(r, lo, hi) - lo) / (hi - lo)``.
+
+    Exactly the training PNGs' mapping (``PngParams``: png16 / 65535), stored in the saved model as
+    its ``encode`` layer, so the model is fed reflectance and needs no params.yaml to be used.
+    """
+
+    def __init__(self, lo: float = -0.1, hi: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.lo, self.hi = _check_range(lo, hi)
+
+    def call(self, x):
+        lo, hi = tf.cast(self.lo, x.dtype), tf.cast(self.hi, x.dtype)
+        return (tf.clip_by_value(x, lo, hi) - lo) / (hi - lo)
+
+    def get_config(self):
+        return {**super().get_config(), "lo": self.lo, "hi": self.hi}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ReflectanceDecode(keras.layers.Layer):
+    """The network's [0, 1] units -> reflectance: ``lo + y * (hi - lo)`` (the ``decode`` layer).
+
+    Linear and unclipped, the inverse of ``ReflectanceEncode`` on [lo, hi]; whoever shows or scores
+    the output clips it to [lo, hi] (read them from this layer: ``satsr.models.export.model_range``).
+    """
+
+    def __init__(self, lo: float = -0.1, hi: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.lo, self.hi = _check_range(lo, hi)
+
+    def call(self, x):
+        return tf.cast(self.lo, x.dtype) + x * tf.cast(self.hi - self.lo, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "lo": self.lo, "hi": self.hi}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BandLinear(keras.layers.Layer):
+    """Per-band ``y = gain * x + offset`` with fixed (non-trainable) weights ``gain``, ``offset``.
+
+    The ``harmonize`` layer of exported models: a radiometric map of the LR reflectance (e.g. HLS
+    OLI -> MSI, see satsr.models.harmonize) applied before ``encode``. Identity when built; the
+    values live in the weights, so ``satsr predict --harmonize`` can set them on a loaded model;
+    ``source`` names the map (``none``, ``hls``, a file) for provenance.
+    """
+
+    def __init__(self, bands: int = 3, source: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        self.bands = int(bands)
+        self.source = str(source)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels != self.bands:
+            raise ValueError(f"{self.name}: input has {channels} bands, the layer {self.bands}")
+        self.gain = self.add_weight(name="gain", shape=(self.bands,), initializer="ones", trainable=False)
+        self.offset = self.add_weight(name="offset", shape=(self.bands,), initializer="zeros", trainable=False)
+
+    def call(self, x):
+        return x * tf.cast(self.gain, x.dtype) + tf.cast(self.offset, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "bands": self.bands, "source": self.source}
+
+
 def conv(x, filters: int, kernel_size: int = 3, name: str | None = None, **kwargs):
     """'same'-padded convolution: keeps H x W, so every model stays fully convolutional."""
     return keras.layers.Conv2D(filters, kernel_size, padding="same", name=name, **kwargs)(x)
@@ -160,3 +238,75 @@ def rrdb(x, G0: int, G: int, C: int, D: int, beta: float, kernel_size: int = 3, 
         y = keras.layers.Add(name=f"{name}_d{d}_add")([y, f])
     y = Scale(beta, name=f"{name}_beta")(y)
     return keras.layers.Add(name=f"{name}_add")([x, y])
+
+
+# ------------------------------------------------------------------ detail (release) model layers
+def gaussian_kernel_1d(sigma: float) -> tuple[list[float], int]:
+    """Normalised 1-D Gaussian taps out to 3 sigma, and the radius."""
+    import math
+
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    taps = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-radius, radius + 1)]
+    total = sum(taps)
+    return [t / total for t in taps], radius
+
+
+def gaussian_blur(x, sigma: float):
+    """Separable per-channel Gaussian low-pass with reflect padding (no zero-padding edge)."""
+    taps, r = gaussian_kernel_1d(sigma)
+    c = tf.shape(x)[-1]
+    k = tf.constant(taps, dtype=x.dtype)
+    ky = tf.tile(tf.reshape(k, (-1, 1, 1, 1)), tf.stack([1, 1, c, 1]))
+    kx = tf.tile(tf.reshape(k, (1, -1, 1, 1)), tf.stack([1, 1, c, 1]))
+    y = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    y = tf.nn.depthwise_conv2d(y, ky, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(y, kx, [1, 1, 1, 1], "VALID")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HighPass(keras.layers.Layer):
+    """x - Gaussian(x): removes the local level, so what follows sees only local contrast.
+
+    Fed to a bias-free network this makes the predicted detail independent of any per-band
+    offset of the input (stretch, product, atmosphere); as the last step of a detail branch it is
+    the low-frequency constraint: the network cannot move the image's low frequencies away from
+    the bicubic ones (SEN2SR's idea).
+    """
+
+    def __init__(self, sigma: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sigma = float(sigma)
+
+    def call(self, x):
+        return x - gaussian_blur(x, self.sigma)
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DetailStrength(keras.layers.Layer):
+    """``base + alpha * detail``: alpha = 0 is exactly the base (bicubic), alpha = 1 the trained model.
+
+    ``alpha`` is a non-trainable weight stored in the model, calibrated on a real validation pair;
+    ``satsr predict --detail`` overrides it.
+    """
+
+    def __init__(self, alpha: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_alpha = float(alpha)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(name="alpha", shape=(), trainable=False,
+                                     initializer=keras.initializers.Constant(self.initial_alpha))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        base, detail = inputs
+        return base + tf.cast(self.alpha, detail.dtype) * detail
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.initial_alpha}

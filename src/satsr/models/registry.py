@@ -1,39 +1,51 @@
 """Architecture registry (BasicSR's idea, without its weight): name -> builder and params section.
 
-``build(arch, params)`` is how every stage gets a network, so adding an architecture means adding
-one builder and one entry here. ``PRESETS`` name the published (GPU) sizes; the defaults in
-params.yaml are small CPU demo sizes.
+``build(arch, params)`` is how every stage gets a network. The names, params sections and builders
+come from ``satsr.config.ARCHITECTURES`` (the one list, light enough for the CLI and params
+validation); this module imports the builders it names, so adding an architecture means its model
+file plus one entry there. ``PRESETS`` name the published (GPU) sizes; the defaults in params.yaml
+are small CPU demo sizes.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import keras
 from pydantic import BaseModel
 
-from satsr.config import EDSRParams, ModelsParams, RDNParams, RRDNParams, SRGANParams
-from satsr.models import srgan
-from satsr.models.edsr import edsr
-from satsr.models.rdn import rdn
-from satsr.models.rrdn import rrdn
+from satsr.config import (
+    ARCHITECTURES,
+    GAN_ARCH_NAMES,
+    EDSRParams,
+    ModelsParams,
+    RDNParams,
+    RRDNParams,
+    SRGANParams,
+)
 
 
 class Arch(NamedTuple):
     builder: Callable[..., keras.Model]
     params: type[BaseModel]
+    discriminator: Callable[..., keras.Model] | None = None
+
+
+def _resolve(ref: str) -> Callable[..., keras.Model]:
+    """``"module:function"`` -> the function (importing the module registers its custom layers)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 _ARCHS: dict[str, Arch] = {
-    "rdn": Arch(rdn, RDNParams),
-    "rrdn": Arch(rrdn, RRDNParams),
-    "edsr": Arch(edsr, EDSRParams),
-    "srgan": Arch(srgan.generator, SRGANParams),
+    name: Arch(_resolve(spec.builder), spec.params, _resolve(spec.discriminator) if spec.discriminator else None)
+    for name, spec in ARCHITECTURES.items()
 }
 ARCHS: tuple[str, ...] = tuple(_ARCHS)
 #: Architectures trained adversarially; ``build`` returns their generator.
-GAN_ARCHS: tuple[str, ...] = ("srgan",)
+GAN_ARCHS: tuple[str, ...] = GAN_ARCH_NAMES
 
 
 class Preset(NamedTuple):
@@ -89,15 +101,10 @@ def build(arch: str, params: Any = None, channels: int = 3) -> keras.Model:
 
 def build_discriminator(arch: str, params: Any = None, channels: int = 3) -> keras.Model:
     """The discriminator of a GAN architecture (one of ``GAN_ARCHS``)."""
-    if arch not in GAN_ARCHS:
-        _check_arch(arch)
+    spec = _check_arch(arch)
+    if spec.discriminator is None:
         raise ValueError(f"{arch!r} has no discriminator; GAN architectures: {', '.join(GAN_ARCHS)}")
-    return srgan.discriminator(params_for(arch, params), channels=channels)
-
-
-def load(path) -> keras.Model:
-    """Load a saved ``.keras`` model; importing this module registers satsr's custom layers."""
-    return keras.saving.load_model(path, compile=False)
+    return spec.discriminator(params_for(arch, params), channels=channels)
 
 
 def preset(name: str) -> Preset:

@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from satsr.config import flatten
-from satsr.data.geotiff import sha256_file, write_text_atomic
+from satsr.util import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,7 @@ TF_DIR = "tf"
 FINISHED = "finished"
 
 
-write_atomic = write_text_atomic  # state files are replaced atomically, never half-written
-
-
 # ------------------------------------------------------------------------------------ hashing
-file_sha256 = sha256_file  # init-weights fingerprint: the same hashing as the raw manifest
-
-
 def data_hash(data_dir: str | Path) -> str:
     """A cheap identity of a PNG dataset folder: its index.csv bytes plus the size of every file it
     lists (a rewritten dataset changes the index's fingerprints or sizes; mtimes are not used, since
@@ -114,7 +108,7 @@ def prepare_dir(ckpt_dir: str | Path, fingerprint: dict[str, Any], restart: bool
         log.warning("checkpoint folder %s not resumed: %s; moved aside to %s (delete it when not needed)",
                     ckpt_dir, reason, aside)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(fp_file, json.dumps(fingerprint, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(fp_file, json.dumps(fingerprint, indent=2, sort_keys=True, default=str) + "\n")
     return tf.train.latest_checkpoint(str(ckpt_dir / TF_DIR)) is not None
 
 
@@ -148,14 +142,14 @@ class TrainCheckpoint:
 
     def save(self, epoch: int, step: int) -> str:
         path = self.manager.save(checkpoint_number=epoch)
-        write_atomic(self.dir / STATE, json.dumps({"epoch": int(epoch), "step": int(step), "path": path,
+        write_text_atomic(self.dir / STATE, json.dumps({"epoch": int(epoch), "step": int(step), "path": path,
                                                    "time": dt.datetime.now(dt.UTC).isoformat()}) + "\n")
         return path
 
 
 def mark_finished(ckpt_dir: str | Path) -> None:
     """The stage's outputs are complete: the next run of the stage starts afresh."""
-    write_atomic(Path(ckpt_dir) / FINISHED, dt.datetime.now(dt.UTC).isoformat() + "\n")
+    write_text_atomic(Path(ckpt_dir) / FINISHED, dt.datetime.now(dt.UTC).isoformat() + "\n")
 
 
 def read_state(ckpt_dir: str | Path) -> dict[str, Any] | None:
@@ -188,6 +182,6 @@ def read_history(ckpt_dir: str | Path, up_to_epoch: int | None = None) -> list[d
 
 def write_history(ckpt_dir: str | Path, rows: list[dict[str, Any]], copy_to: str | Path | None = None) -> None:
     text = pd.DataFrame(rows).to_csv(index=False)
-    write_atomic(Path(ckpt_dir) / HISTORY, text)
+    write_text_atomic(Path(ckpt_dir) / HISTORY, text)
     if copy_to is not None:
-        write_atomic(Path(copy_to), text)
+        write_text_atomic(Path(copy_to), text)

@@ -1,8 +1,23 @@
-"""Training losses: pixel (L1 / MSE), perceptual (VGG19 or discriminator features), adversarial.
+"""Training losses: pixel (L1 / MSE, plain or registered), perceptual (VGG19 or discriminator
+features), adversarial.
 
 Every loss returns one value PER EXAMPLE (shape ``(batch,)``, float32), so the trainer can average
 over the *global* batch with ``tf.nn.compute_average_loss`` under any ``tf.distribute`` strategy.
 Images are png16 / 65535 in [0, 1] (see satsr.data.pipeline).
+
+Registered pixel losses (``registered_l1`` / ``registered_mse``)
+----------------------------------------------------------------
+For real Landsat / Sentinel-2 pairs, whose sub-pixel misregistration and per-scene radiometric
+offset are not something the network should learn (WorldStrat's "registered loss"; the PROBA-V
+cMSE convention, the training twin of evaluate's cPSNR). Per example: HR is cropped by ``N``
+(``loss_max_shift``) px on every side; for every integer shift (dy, dx) within +-N the same-size
+window of SR starting (dy, dx) px further down / right is compared after removing the per-band mean
+of (HR - SR) over that window; the shift with the smallest bias-free MSE is kept (evaluate's
+cPSNR rule, found by one correlation) and the L1 / MSE at that shift is the loss (the gradient goes
+to that shift only). With N = 0 it is the plain loss after per-band bias removal. Caveat: the loss is
+blind to a constant per-band offset of the SR patch, so nothing in it holds the output's mean
+level; use it with a model whose low frequencies are tied to the input (global bicubic residual,
+low-frequency constraint) or mix it with plain-loss data.
 
 Perceptual terms
 ----------------
@@ -35,6 +50,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from satsr.errors import SatsrError
+
 VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + VGG19_FILE)
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -44,7 +61,7 @@ ENV_VGG19 = "SATSR_VGG19_WEIGHTS"
 VGG_FEATURE_SCALE = 1.0 / 12.75
 
 
-class PerceptualWeightsError(RuntimeError):
+class PerceptualWeightsError(SatsrError, RuntimeError):
     """The ImageNet VGG19 weights are neither cached nor downloadable; the message says how to fix it."""
 
 
@@ -63,13 +80,91 @@ def mse(hr: tf.Tensor, sr: tf.Tensor) -> tf.Tensor:
     return _per_example_mean(tf.square(tf.cast(hr, tf.float32) - tf.cast(sr, tf.float32)))
 
 
-PIXEL_LOSSES = {"l1": l1, "mse": mse}
+def _bias_free(d: tf.Tensor, square: bool) -> tf.Tensor:
+    d = d - tf.reduce_mean(d, axis=[1, 2], keepdims=True)
+    return _per_example_mean(tf.square(d) if square else tf.abs(d))
 
 
-def pixel_loss(name: str):
-    if name not in PIXEL_LOSSES:
-        raise ValueError(f"unknown pixel loss {name!r}; valid: {', '.join(PIXEL_LOSSES)}")
-    return PIXEL_LOSSES[name]
+def shift_mse(hr: tf.Tensor, sr: tf.Tensor, max_shift: int) -> tf.Tensor:
+    """Bias-free MSE of every shift, ``(batch, 2N+1, 2N+1)`` (index ``[b, dy + N, dx + N]``), at the
+    cost of one correlation: ``mean(g^2) - 2 mean(g q) + mean(q^2) - (mean(g) - mean(q))^2`` with the
+    cross term as a depthwise convolution of SR by the HR window and SR's window sums from
+    cumulative sums. Both are centred on HR's per-band mean first (float32 precision). No gradient."""
+    n = int(max_shift)
+    hr = tf.stop_gradient(tf.cast(hr, tf.float32))
+    sr = tf.stop_gradient(tf.cast(sr, tf.float32))
+    b, h, w, c = tf.shape(hr)[0], tf.shape(hr)[1], tf.shape(hr)[2], tf.shape(hr)[3]
+    hh, ww, k = h - 2 * n, w - 2 * n, 2 * n + 1
+    mu = tf.reduce_mean(hr, axis=[1, 2], keepdims=True)
+    g = hr[:, n:h - n, n:w - n, :] - mu
+    x = sr - mu
+    image = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
+    kernel = tf.reshape(tf.transpose(g, [1, 2, 0, 3]), [hh, ww, b * c, 1])
+    gq = tf.nn.depthwise_conv2d(image, kernel, [1, 1, 1, 1], "VALID")  # (1, k, k, b * c)
+    gq = tf.transpose(tf.reshape(gq, [k, k, b, c]), [2, 0, 1, 3])
+
+    def window_sums(v: tf.Tensor) -> tf.Tensor:
+        s = tf.pad(tf.cumsum(tf.cumsum(v, axis=1), axis=2), [[0, 0], [1, 0], [1, 0], [0, 0]])
+        return s[:, hh:hh + k, ww:ww + k] - s[:, :k, ww:ww + k] - s[:, hh:hh + k, :k] + s[:, :k, :k]
+
+    npx = tf.cast(hh * ww, tf.float32)
+    g_mean = tf.reduce_sum(g, axis=[1, 2])[:, None, None, :] / npx
+    g2_mean = tf.reduce_sum(g * g, axis=[1, 2])[:, None, None, :] / npx
+    q_mean, q2_mean = window_sums(x) / npx, window_sums(x * x) / npx
+    return tf.reduce_mean(g2_mean - 2.0 * gq / npx + q2_mean - tf.square(g_mean - q_mean), axis=3)
+
+
+def registered(hr: tf.Tensor, sr: tf.Tensor, max_shift: int = 3, square: bool = False) -> tf.Tensor:
+    """Registered, bias-free L1 (``square``: MSE) per example (module doc).
+
+    The shift is the one with the smallest bias-free MSE (``shift_mse``, no gradient; the same
+    registration rule as evaluate's cPSNR; ties go to the smallest shift), and the loss and its
+    gradient are computed at that shift only. For ``registered_mse`` this is exactly the minimum
+    over the shifts; for ``registered_l1`` it is the L1 at the MSE-registered shift (0 for a pure
+    integer shift + bias, like the minimum). Graph-safe in ``tf.function``; a step costs one plain
+    loss plus one correlation."""
+    hr = tf.cast(hr, tf.float32)
+    sr = tf.cast(sr, tf.float32)
+    n = int(max_shift)
+    h, w = tf.shape(hr)[1], tf.shape(hr)[2]
+    tf.debugging.assert_greater(tf.minimum(h, w), 2 * n,
+                                message=f"registered loss: patches must be larger than 2 x loss_max_shift ({2 * n} px)")
+    g = hr[:, n:h - n, n:w - n, :]
+    if n == 0:
+        return _bias_free(g - sr, square)
+    k = 2 * n + 1
+    mse = tf.reshape(shift_mse(hr, sr, n), [-1, k * k])
+    r = tf.range(-n, n + 1, dtype=tf.float32)
+    dist = tf.reshape(r[:, None] ** 2 + r[None, :] ** 2, [1, k * k])
+    scale = tf.reduce_mean(tf.square(g - tf.reduce_mean(g, axis=[1, 2], keepdims=True)), axis=[1, 2, 3])
+    best = tf.argmin(mse + 1e-6 * (scale[:, None] + 1e-12) * dist, axis=1, output_type=tf.int32)
+    rows = (best // k)[:, None] + tf.range(h - 2 * n)[None, :]  # SR window start n + dy = best // k
+    cols = (best % k)[:, None] + tf.range(w - 2 * n)[None, :]
+    window = tf.gather(tf.gather(sr, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    return _bias_free(g - window, square)
+
+
+PIXEL_LOSSES = ("l1", "mse", "registered_l1", "registered_mse")
+
+
+def pixel_loss(name: str, max_shift: int = 3):
+    """The pixel loss ``name`` as ``fn(hr, sr) -> (batch,)``; ``max_shift`` (HR px) is the shift
+    range of the registered losses (``loss_max_shift``)."""
+    if name == "l1":
+        return l1
+    if name == "mse":
+        return mse
+    if name in ("registered_l1", "registered_mse"):
+        if max_shift < 0:
+            raise ValueError(f"loss_max_shift must be >= 0, got {max_shift}")
+        square = name == "registered_mse"
+
+        def loss(hr: tf.Tensor, sr: tf.Tensor) -> tf.Tensor:
+            return registered(hr, sr, max_shift, square)
+
+        loss.__name__ = name
+        return loss
+    raise ValueError(f"unknown pixel loss {name!r}; valid: {', '.join(PIXEL_LOSSES)}")
 
 
 # -------------------------------------------------------------------------------------- VGG19

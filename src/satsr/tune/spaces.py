@@ -27,12 +27,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from satsr.config import ARCH_NAMES, Params, ParamsError, parse_params
+from satsr.config import ARCH_NAMES, ArchName, Params, ParamsError, parse_params
+from satsr.errors import SatsrError
+from satsr.util import write_text_atomic
 
 STUDY_FILE = "study.yaml"
 
 
-class SpaceError(ValueError):
+class SpaceError(SatsrError, ValueError):
     """A search-space or study YAML is missing or invalid; the message names the file and key."""
 
 
@@ -85,7 +87,7 @@ Distribution = Annotated[FloatDist | IntDist | CategoricalDist, Field(discrimina
 class SearchSpace(_Strict):
     """experiments/<arch>.yaml."""
 
-    arch: Literal["rdn", "rrdn", "edsr", "srgan"]
+    arch: ArchName
     description: str = ""
     #: dotted key relative to finetune.<arch> -> distribution
     finetune: dict[str, Distribution] = {}
@@ -131,9 +133,10 @@ class StudySettings(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
     sampler: SamplerSettings = SamplerSettings()
     pruner: PrunerSettings = PrunerSettings()
-    #: Optional caps; null = params.yaml tune.n_trials / tune.timeout_s.
-    n_trials: Annotated[int, Field(gt=0)] | None = None
-    timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+
+#: Budget keys that live in params.yaml ``tune:`` only (one place; satsr.resolve has the precedence).
+BUDGET_KEYS = ("n_trials", "timeout_s")
 
 
 def _errors(err: ValidationError, origin: Path) -> str:
@@ -177,9 +180,19 @@ def load_space(path: str | Path, arch: str | None = None) -> SearchSpace:
 
 
 def load_study_settings(path: str | Path) -> StudySettings:
+    """experiments/study.yaml. It holds no budget: ``n_trials`` / ``timeout_s`` there once silently beat
+    params.yaml; now a value there is an error (null is accepted and ignored)."""
     path = Path(path)
+    raw = _read_yaml(path)
+    for key in BUDGET_KEYS:
+        if raw.get(key) is not None:
+            flag = "--n-trials" if key == "n_trials" else "--timeout"
+            raise SpaceError(f"{path}: {key}: {raw[key]!r}: the study budget is params.yaml tune.{key} (one place; "
+                             f"`dvc exp run -S tune.{key}=...`, or `satsr tune {flag}` for one run); "
+                             f"remove {key} from {path.name}")
+        raw.pop(key, None)
     try:
-        return StudySettings.model_validate(_read_yaml(path))
+        return StudySettings.model_validate(raw)
     except ValidationError as err:
         raise SpaceError(_errors(err, path)) from None
 
@@ -233,6 +246,39 @@ def _get(node: Any, parts: list[str]) -> Any:
     return node
 
 
+def get_value(params: Params, arch: str, name: str) -> tuple[Any, bool]:
+    """The params value of a flat override name (``finetune.input.lr_patch``) and whether its path
+    picks a list item by name (``gan.gan.perceptual_weight``). SpaceError when there is none."""
+    section, _, key = name.partition(".")
+    if section not in ("finetune", "models"):
+        raise SpaceError(f"{name}: overrides must start with finetune. or models.")
+    node: Any = _section_dict(params, section, arch)
+    by_name = False
+    try:
+        for part in key.split("."):
+            c, i = _step(node, part)
+            by_name = by_name or (isinstance(c, list) and not part.isdigit())
+            node = c[i]
+    except KeyError as err:
+        raise SpaceError(f"{name}: no such parameter in {section}.{arch} ({err.args[0]})") from None
+    return node, by_name
+
+
+def base_values(params: Params, arch: str, space: SearchSpace) -> dict[str, Any]:
+    """The params values of every searched key (``{"finetune.lr": 5e-4}``): a study's base."""
+    return {f"{section}.{key}": get_value(params, arch, f"{section}.{key}")[0] for section, key, _ in space.items()}
+
+
+def masked_section(params: Params, section: str, arch: str, space: SearchSpace) -> dict[str, Any]:
+    """``section.<arch>`` with every searched value replaced by a marker: what a trial trains does not
+    depend on them (they are sampled), so the study name must not either."""
+    out = _section_dict(params, section, arch)
+    for sec, key, _ in space.items():
+        if sec == section:
+            _set(out, key.split("."), "<searched>")
+    return out
+
+
 def _set(node: Any, parts: list[str], value: Any) -> None:
     for part in parts[:-1]:
         c, i = _step(node, part)
@@ -272,32 +318,25 @@ def apply_overrides(params: Params, arch: str, values: dict[str, Any]) -> Params
 # ------------------------------------------------------------------------------- best params
 def write_best(path: str | Path, arch: str, values: dict[str, Any], meta: dict[str, Any]) -> Path:
     """models/tune/<arch>/best_params.yaml: flat overrides + where they came from."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"arch": arch, **meta, "overrides": dict(sorted(values.items()))}
-    tmp = path.with_suffix(".yaml.part")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
 
 
-def read_best(path: str | Path, arch: str) -> dict[str, Any]:
+def read_best_doc(path: str | Path, arch: str) -> dict[str, Any]:
+    """The whole best_params.yaml, checked: ``arch``, ``overrides`` (and ``base``, when present) mappings."""
     path = Path(path)
     doc = _read_yaml(path)
     if doc.get("arch") != arch:
         raise SpaceError(f"{path}: arch: {doc.get('arch')!r}, expected {arch!r}")
-    overrides = doc.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise SpaceError(f"{path}: overrides: expected a mapping of dotted keys")
-    return overrides
+    doc["overrides"] = doc.get("overrides") or {}
+    for key in ("overrides", "base"):
+        if key in doc and not isinstance(doc[key], dict):
+            raise SpaceError(f"{path}: {key}: expected a mapping of dotted keys")
+    return doc
 
 
-def apply_best(params: Params, arch: str, path: str | Path) -> Params:
-    """Params with the best values of ``path`` applied (finetune@<arch> when tune.enabled)."""
-    try:
-        return apply_overrides(params, arch, read_best(path, arch))
-    except SpaceError as err:
-        raise SpaceError(f"{path}: {err}") from None
+def read_best(path: str | Path, arch: str) -> dict[str, Any]:
+    return read_best_doc(path, arch)["overrides"]
 
 
 def fingerprint(*parts: Any) -> str:

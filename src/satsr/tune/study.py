@@ -4,8 +4,14 @@
 in persistent storage and runs trials until the study holds ``n_trials`` trials in total:
 
 * the hash covers the search space, the study settings and every value that changes what a trial
-  trains (finetune.<arch>, models.<arch>, tune.epochs / steps), but not the budget, so a rerun or a
-  second worker with the same configuration joins the same study, and a changed space starts anew;
+  trains (finetune.<arch>, models.<arch>, tune.epochs / steps), but not the budget and not the
+  params.yaml values of the searched keys (trials sample those), so a rerun, a second worker or a
+  ``dvc exp run -S finetune.<arch>.lr=...`` joins the same study, and a changed space starts anew.
+  The searched keys' params.yaml values at creation are the study's ``base`` (a user attr, written
+  to best_params.yaml): finetune@<arch> applies a tuned value only while params.yaml still holds
+  its base (satsr.resolve has the precedence);
+* budget: params.yaml ``tune.n_trials`` / ``tune.timeout_s``, or ``--n-trials`` / ``--timeout`` for one
+  run (experiments/study.yaml holds none);
 * storage: env ``SATSR_OPTUNA_STORAGE`` > ``tune.storage`` > the journal file
   ``.satsr/optuna/journal.log`` (outside the DVC outs; survives ``dvc repro``). A
   ``postgresql+psycopg2://`` URL lets workers on several hosts share one study;
@@ -44,7 +50,9 @@ import optuna
 from optuna.trial import TrialState
 
 from satsr.config import Params
+from satsr.errors import SatsrError
 from satsr.tune import spaces
+from satsr.util import redact
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +62,11 @@ DEFAULT_JOURNAL = Path(".satsr/optuna/journal.log")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STUDY_RUN_ATTR = "mlflow_run_id"
+#: Study user attr: the params.yaml values of the searched keys when the study was created.
+BASE_ATTR = "base"
 
 
-class TuneError(RuntimeError):
+class TuneError(SatsrError, RuntimeError):
     """The study cannot run (storage, spaces); the message names the file or URL."""
 
 
@@ -64,12 +74,6 @@ class TuneError(RuntimeError):
 def storage_url(params: Params) -> str:
     """env SATSR_OPTUNA_STORAGE > tune.storage > journal file (``journal:`` + path)."""
     return os.environ.get(ENV_STORAGE) or params.tune.storage or f"journal:{DEFAULT_JOURNAL}"
-
-
-def _redact(url: str) -> str:
-    from satsr.tracking import redact
-
-    return str(redact({"storage": url})["storage"]) if "@" in url else url
 
 
 def _journal_path(url: str) -> Path | None:
@@ -96,7 +100,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         except Exception as err:  # noqa: BLE001 - concurrent table creation, server starting
             last = err
             time.sleep(0.5 + attempt)
-    raise TuneError(f"Optuna storage {_redact(url)}: cannot connect or set up ({type(last).__name__}: {last})")
+    raise TuneError(f"Optuna storage {redact(url)}: cannot connect or set up "
+                    f"({type(last).__name__}: {redact(str(last))})")
 
 
 @contextlib.contextmanager
@@ -196,10 +201,11 @@ def trial_base_params(params: Params, arch: str) -> Params:
 def study_name(params: Params, arch: str, space: spaces.SearchSpace, settings: spaces.StudySettings) -> str:
     """``<prefix>-<arch>-<hash of what a trial trains>`` (the budget is not in it: reruns top up)."""
     t = params.tune
-    fp = spaces.fingerprint(space.model_dump(mode="json"),
-                            settings.model_dump(mode="json", exclude={"n_trials", "timeout_s"}),
-                            getattr(params.finetune, arch).model_dump(mode="json"),
-                            getattr(params.models, arch).model_dump(mode="json"),
+    # searched values are masked: trials sample them, so `dvc exp run -S finetune.<arch>.lr=...` (which
+    # reruns this stage) joins the same study instead of searching again (satsr.resolve)
+    fp = spaces.fingerprint(space.model_dump(mode="json"), settings.model_dump(mode="json"),
+                            spaces.masked_section(params, "finetune", arch, space),
+                            spaces.masked_section(params, "models", arch, space),
                             params.train.model_dump(mode="json"), params.seed,
                             [t.epochs, t.steps_per_epoch, t.val_images])
     return f"{t.study_prefix}-{arch}-{fp}"
@@ -243,10 +249,14 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
 
     ``train_fn`` replaces satsr.train.trainer.train_stage (tests inject failures with it).
     """
+    from satsr.resolve import effective_params
+
     t0 = time.perf_counter()
     space, settings = spaces.load_all(params.tune.spaces_dir, arch)
-    cap = n_trials or settings.n_trials or params.tune.n_trials
-    timeout = timeout_s or settings.timeout_s or params.tune.timeout_s
+    budget = effective_params(params, "tune", arch, cli={"tune.n_trials": n_trials, "tune.timeout_s": timeout_s})
+    cap, timeout = budget.params.tune.n_trials, budget.params.tune.timeout_s
+    budget_doc = {k.split(".")[-1]: {"value": budget.values[k], "source": budget.sources[k]}
+                  for k in ("tune.n_trials", "tune.timeout_s")}
     url = storage or storage_url(params)
     name = name or study_name(params, arch, space, settings)
     base = trial_base_params(params, arch)
@@ -257,7 +267,11 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
                                 sampler=make_sampler(settings, worker),
                                 pruner=make_pruner(settings, params.tune.epochs), load_if_exists=True)
     fail_dead_trials(study)
-    log.info("tune@%s: study %s in %s, %d trial(s) so far, cap %d", arch, name, _redact(url),
+    if BASE_ATTR not in study.user_attrs:  # the params.yaml values this study searched around
+        with study_lock(url, name):
+            if BASE_ATTR not in study.user_attrs:
+                study.set_user_attr(BASE_ATTR, spaces.base_values(params, arch, space))
+    log.info("tune@%s: study %s in %s, %d trial(s) so far, cap %d", arch, name, redact(url),
              len(study.get_trials(deepcopy=False)), cap)
     work = Path(params.tune.work_dir) / arch
     records: list[TrialRecord] = []
@@ -269,11 +283,12 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
 
         tracking.configure(params)
         mlflow_ctx = tracking.study_run(f"tune@{arch}", {"study_name": name, "arch": arch,
-                                                         "tune": params.tune.model_dump(mode="json"),
+                                                         "tune": budget.params.tune.model_dump(mode="json"),
                                                          "space": space.model_dump(mode="json"),
                                                          "study": settings.model_dump(mode="json")},
                                         run_id=study.user_attrs.get(STUDY_RUN_ATTR),
-                                        tags={"arch": arch, "optuna_study": name})
+                                        tags={"arch": arch, "optuna_study": name,
+                                              **{f"param_source.tune.{k}": v["source"] for k, v in budget_doc.items()}})
     with mlflow_ctx as parent_id:
         if parent_id and study.user_attrs.get(STUDY_RUN_ATTR) != parent_id:
             study.set_user_attr(STUDY_RUN_ATTR, parent_id)
@@ -289,7 +304,8 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
                                       objective_key, train_fn, log_to_mlflow, params.tune.keep_trials))
         result = _result(study, url, records, t0)
         if out_path is not None:
-            write_outputs(study, arch, out_path, figures_dir, result, log_to_mlflow and parent_id is not None)
+            write_outputs(study, arch, out_path, figures_dir, result, log_to_mlflow and parent_id is not None,
+                          budget=budget_doc)
     return result
 
 
@@ -316,7 +332,9 @@ def _run_trial(study, trial, base: Params, arch, space, data_dir, init_weights, 
             def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
                 v = float(metrics[objective_key])
                 if run_id is not None:
-                    tracking.log_metrics({objective_key: v, "val_psnr": metrics["val_psnr"]}, step=epoch)
+                    # MLflow names carry the unit: fine-tuning validates on reflectance (satsr.train.validation)
+                    tracking.log_metrics({f"{objective_key}_refl": v, "val_psnr_refl": metrics["val_psnr"]},
+                                         step=epoch)
                 if not math.isfinite(v):
                     raise ValueError(f"{objective_key} is {v} at epoch {epoch}")
                 trial.report(v, epoch)
@@ -371,7 +389,7 @@ def _result(study: optuna.Study, url: str, records: list[TrialRecord], t0: float
         best_value, best_params, best_number = best.value, dict(best.params), best.number
     except ValueError:  # no COMPLETE trial
         best_value, best_params, best_number = None, {}, None
-    return StudyResult(study.study_name, _redact(url), best_value, best_params, best_number, _counts(study),
+    return StudyResult(study.study_name, redact(url), best_value, best_params, best_number, _counts(study),
                        records, time.perf_counter() - t0)
 
 
@@ -412,10 +430,14 @@ def save_figures(study: optuna.Study, folder: str | Path) -> list[Path]:
 
 
 def write_outputs(study: optuna.Study, arch: str, out_path: str | Path, figures_dir: str | Path | None,
-                  result: StudyResult, to_mlflow: bool) -> None:
+                  result: StudyResult, to_mlflow: bool, budget: dict[str, Any] | None = None) -> None:
+    """best_params.yaml (with the study's ``base``: finetune@<arch> applies a tuned value only while
+    params.yaml still holds it, satsr.resolve), figures, trials.csv and the MLflow tags."""
     spaces.write_best(out_path, arch, result.best_params,
                       {"tuned": True, "study": result.study_name, "best_trial": result.best_trial,
-                       "best_value": result.best_value, "trials": result.counts})
+                       "best_value": result.best_value, "trials": result.counts,
+                       **({"budget": budget} if budget else {}),
+                       "base": dict(sorted((study.user_attrs.get(BASE_ATTR) or {}).items()))})
     if result.best_trial is None:
         log.warning("tune@%s: no complete trial; %s holds no overrides (fixed params)", arch, out_path)
     figures = save_figures(study, figures_dir) if figures_dir is not None else []

@@ -16,7 +16,7 @@ from satsr.config import Params
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("demo", "gee", "folder")
+PROVIDERS = ("demo", "gee", "folder", "s2sim")
 
 
 def run_source(params: Params, out_dir: str | Path) -> pd.DataFrame:

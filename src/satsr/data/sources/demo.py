@@ -27,9 +27,9 @@ Sensor model (the 30 m "Landsat-8 OLI" partner, from the same canvas)
        Steps 1-2 are one separable kernel, Gaussian * box(3 px) integrated over each 10 m pixel
        (closed form with the normal CDF), evaluated only at the LR pixels; the canvas margin
        holds its reach, so nothing wraps or is padded.
-    3. Spectral bandpass MSI -> OLI: rho_OLI = slope * rho_MSI + offset with the HLS v2
-       coefficients for Sentinel-2A (red 0.9765 / +0.0009, green 1.0053 / -0.0009,
-       blue 0.9778 / -0.004).
+    3. Spectral bandpass MSI -> OLI with the HLS v2 coefficients for Sentinel-2A.
+    Steps 1-3 are ``satsr.data.sensor.degrade``, the one sensor model shared with ``s2sim`` and
+    ``calibrate``.
     4. Sensor noise: + N(0, ``noise_reflectance``^2) per pixel and band.
     5. Landsat Collection 2 Level-2 encoding: DN = round((rho + 0.2) / 2.75e-5), fill 0.
     The two acquisitions are 0..``max_days_apart`` days apart within one calendar month (one pair
@@ -71,14 +71,14 @@ import scipy.fft as sfft
 from rasterio.errors import RasterioError
 from rasterio.warp import transform as warp_transform
 from scipy import ndimage
-from scipy.special import ndtr
 from tqdm import tqdm
 
 from satsr.config import HR_PIXEL_M, SCALE, Params
-from satsr.data import grids, manifest
-from satsr.data.geotiff import TAG_SENSOR, sha256_file, write_geotiff
+from satsr.data import grids, manifest, sensor
+from satsr.data.geotiff import TAG_SENSOR, write_geotiff
 from satsr.data.grids import Grid
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
+from satsr.util import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,6 @@ CHANGE_AREA = (0.50, 0.65)           # chip share cleared in the Sentinel-2 imag
 CHANGE_DIRECTIONS = 8                # candidate orientations of the cleared half
 
 # ------------------------------------------------------------------------------ sensors
-#: HLS v2 bandpass adjustment Sentinel-2A MSI -> Landsat-8 OLI, (R, G, B).
-HLS_SLOPE = (0.9765, 1.0053, 0.9778)
-HLS_OFFSET = (0.0009, -0.0009, -0.004)
 #: Mean local solar overpass times (hours) and the scatter of the demo's simulated times (minutes).
 L8_LOCAL_TIME_H = 10.17
 S2_LOCAL_TIME_H = 10.5
@@ -194,7 +191,6 @@ _ROAD_MAIN, _ROAD_SIDE = 1, 2
 _PATH_STEP_PX = 0.5
 _PATH_KNOTS = 7
 #: The Gaussian PSF is cut at this many sigmas (the weight beyond is < 1e-8).
-_PSF_TRUNCATE = 6.0
 
 
 # =============================================================================== planning
@@ -466,7 +462,8 @@ _P_FIELDS = _P_PASTURE + _PASTURE_LEVELS
 
 
 def _path(rng: np.random.Generator, start: tuple[float, float], heading: float, length: float,
-          wander: float, meander_amp: float = 0.0, meander_len: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          wander: float, meander_amp: float = 0.0,
+          meander_len: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A smooth random path (y, x, heading per sample), sampled every half pixel."""
     n = max(int(length / _PATH_STEP_PX), 2)
     # heading wanders smoothly: random turns at a few knots, linearly interpolated (cheap, and a
@@ -651,7 +648,8 @@ def _build_layout(rng: np.random.Generator, spec: _Spectrum, yy: np.ndarray, xx:
     # linear features, blended in order: field edges, then water, then roads on top (bridges)
     edge_cov = np.zeros((m, m), np.float32)
     iu_s, iv_s, u_s, v_s = iu[sel], iv[sel], u[sel], v[sel]
-    edge_dist = np.minimum(np.minimum(u_s - eu[iu_s - 1], eu[iu_s] - u_s), np.minimum(v_s - ev[iv_s - 1], ev[iv_s] - v_s))
+    edge_dist = np.minimum(np.minimum(u_s - eu[iu_s - 1], eu[iu_s] - u_s),
+                           np.minimum(v_s - ev[iv_s - 1], ev[iv_s] - v_s))
     edge_cov[sel] = np.clip(_px(FIELD_EDGE_HALF_M) + 0.5 - edge_dist, 0, 1)
     road_color = _rgb(ROAD_LATERITE if rng.random() < 0.7 else ROAD_PAVED)
     edge_color = road_color * 0.8 if rng.random() < 0.5 else _rgb(FOREST)
@@ -770,52 +768,7 @@ def _add_change(img: np.ndarray, rng: np.random.Generator, spec: _Spectrum, lay:
 
 
 # ============================================================================ sensor model
-def _psi(z: np.ndarray) -> np.ndarray:
-    """Antiderivative of the standard normal CDF: z * Phi(z) + phi(z)."""
-    return z * ndtr(z) + np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-
-
-def _kernel_reach(sigma: float, shift: float) -> float:
-    """How far (HR pixels) a detector's weights reach from its block centre: half the block, half a
-    pixel, the PSF out to ``_PSF_TRUNCATE`` sigmas, and the shift."""
-    return SCALE / 2 + 0.5 + _PSF_TRUNCATE * sigma + abs(shift)
-
-
-def _axis_kernel(shift: float, sigma: float, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """1-D weights of one 30 m detector over the 10 m pixels, relative to its block's first pixel.
-
-    The detector integrates the scene over 3 HR pixels, blurred by a Gaussian PSF (sigma, HR
-    pixels) and displaced by ``shift`` (HR pixels; the scene moves by +shift); the HR pixels are
-    the scene's 10 m area means. The weight of HR pixel j is the integral over that pixel of
-    Gaussian * box(3), in closed form with :func:`_psi`. Sums to 1.
-    """
-    s = max(sigma, 1e-6)  # sigma 0: plain area aggregation (with the shift as pixel overlap)
-    j = np.arange(-reach, reach + SCALE, dtype=np.float64)
-    d = j - (SCALE - 1) / 2 + shift  # pixel centre relative to the displaced detector centre
-    h = SCALE / 2
-    w = s * (_psi((d + 0.5 + h) / s) - _psi((d - 0.5 + h) / s) - _psi((d + 0.5 - h) / s) + _psi((d - 0.5 - h) / s))
-    keep = (np.abs(d) <= _kernel_reach(sigma, 0.0)) & (w > 0)
-    return j[keep].astype(int), (w[keep] / w[keep].sum()).astype(np.float32)
-
-
-def _landsat(canvas: np.ndarray, pad: int, n: int, sigma_hr: float, shift_hr: tuple[float, float],
-             noise: float, rng: np.random.Generator) -> np.ndarray:
-    """OLI-like 30 m reflectance from the 10 m canvas: PSF, shift and 3x3 area aggregation as one
-    separable kernel evaluated only at the LR pixels; then bandpass and noise."""
-    nl = n // SCALE
-    jy, wy = _axis_kernel(shift_hr[0], sigma_hr, pad)
-    jx, wx = _axis_kernel(shift_hr[1], sigma_hr, pad)
-    top = pad + int(jy[0])  # only the canvas rows the kernel reaches
-    band = canvas[:, top:pad + int(jy[-1]) + n]
-    rows = np.zeros((3, band.shape[1], nl), np.float32)
-    for j, w in zip(jx, wx):
-        rows += w * band[:, :, pad + j:pad + j + n:SCALE]
-    lr = np.zeros((3, nl, nl), np.float32)
-    for j, w in zip(jy, wy):
-        lr += w * rows[:, pad + j - top:pad + j - top + n:SCALE, :]
-    lr = lr * _rgb(HLS_SLOPE)[:, None, None] + _rgb(HLS_OFFSET)[:, None, None]
-    lr += np.float32(noise) * rng.standard_normal(lr.shape, dtype=np.float32)
-    return lr
+# The forward model itself lives in satsr.data.sensor (one implementation for every provider).
 
 
 def _canvas_geometry(params: Params) -> tuple[int, int]:
@@ -823,7 +776,8 @@ def _canvas_geometry(params: Params) -> tuple[int, int]:
     shift (and cloud shadows from outside the chip); M is a fast FFT length for the noise."""
     src, demo = params.source, params.source.demo
     n = src.hr_size
-    pad = math.ceil(_kernel_reach(demo.psf_sigma_hr_px, SCALE * max(demo.bad_shift_lr_px, demo.max_good_shift_lr_px)))
+    max_shift_hr = SCALE * max(demo.bad_shift_lr_px, demo.max_good_shift_lr_px)
+    pad = math.ceil(sensor.kernel_reach(demo.psf_sigma_hr_px, max_shift_hr))
     pad += 2 * SCALE
     m = sfft.next_fast_len(n + 2 * pad, real=True)
     return m, pad
@@ -879,7 +833,7 @@ def _generate_location(task: tuple[Params, str, int, list[PlannedPair], dict[str
         shift_lr = demo.bad_shift_lr_px if p.defect == "misaligned" else rng.uniform(0, demo.max_good_shift_lr_px)
         angle = rng.uniform(0, 2 * np.pi)
         shift_hr = (SCALE * shift_lr * math.sin(angle), SCALE * shift_lr * math.cos(angle))
-        lr = _landsat(lr_canvas, pad, n, demo.psf_sigma_hr_px, shift_hr, demo.noise_reflectance, rng)
+        lr = sensor.degrade(lr_canvas, pad, n, demo.psf_sigma_hr_px, shift_hr, demo.noise_reflectance, rng)
         hr = _chip(hr_canvas, pad, n)
         hr_mask = _chip(mask, pad, n)
         lr_mask = hr_mask.reshape(n // SCALE, SCALE, n // SCALE, SCALE).any(axis=(1, 3))
@@ -907,18 +861,14 @@ def _generate_location(task: tuple[Params, str, int, list[PlannedPair], dict[str
 
 
 def _row(p: PlannedPair, lr_sha: str, hr_sha: str, lr_clear: float, hr_clear: float) -> dict[str, Any]:
-    return {
-        "pair_id": p.pair_id, "provider": PROVIDER, "is_demo": True, "region": p.region,
-        "lon": p.lon, "lat": p.lat, "crs": p.lr_grid.crs, "x0": p.lr_grid.x0, "y0": p.lr_grid.y0,
-        "lr_file": p.lr_file, "hr_file": p.hr_file, "lr_sha256": lr_sha, "hr_sha256": hr_sha,
-        "lr_width": p.lr_grid.width, "lr_height": p.lr_grid.height,
-        "hr_width": p.hr_grid.width, "hr_height": p.hr_grid.height,
-        "lr_date": p.lr_date, "hr_date": p.hr_date, "days_apart": p.days_apart,
-        "lr_scene_id": p.lr_scene_id, "hr_scene_id": p.hr_scene_id,
-        "lr_cloud": p.lr_cloud, "hr_cloud": p.hr_cloud,
-        "lr_clear_fraction": lr_clear, "hr_clear_fraction": hr_clear,
-        "demo_defect": p.defect, "source_split": "",
-    }
+    return manifest.pair_row(
+        pair_id=p.pair_id, provider=PROVIDER, is_demo=True, region=p.region, lon=p.lon, lat=p.lat,
+        **manifest.grid_columns(p.lr_grid, p.hr_grid),
+        lr_file=p.lr_file, hr_file=p.hr_file, lr_sha256=lr_sha, hr_sha256=hr_sha,
+        lr_date=p.lr_date, hr_date=p.hr_date, days_apart=p.days_apart,
+        lr_scene_id=p.lr_scene_id, hr_scene_id=p.hr_scene_id, lr_cloud=p.lr_cloud, hr_cloud=p.hr_cloud,
+        lr_clear_fraction=lr_clear, hr_clear_fraction=hr_clear, demo_defect=p.defect,
+    )
 
 
 def _file_fingerprint(path: Path) -> str | None:

@@ -10,8 +10,11 @@ Three layouts are understood (``source.folder.layout``):
   or satsr's own 16-bit PNGs). Not georeferenced: chips get a local pixel grid (LR 30 units, HR 10
   units, origin 0,0, no CRS) and keep the dataset's split in ``source_split``.
 * ``pattern``: any pairs matched by ``lr_pattern``/``hr_pattern`` (named group ``key``). Large
-  co-located scenes are cut into chips of ``source.lr_size`` LR pixels (HR exactly 3x, the same
-  pixel window on both, each chip with its own transform) when ``cut_into_chips``.
+  co-located scenes are cut into chips of ``source.lr_size`` LR pixels (HR exactly 3x, each chip
+  with its own transform) when ``cut_into_chips``, inside the two files' common exactly nested
+  window (satsr.data.nesting): an integer HR-pixel origin offset or a non-3x extent that the
+  georeferences state is cut at the matching HR offset, refined by content within
+  ``coregister_hr_px`` whole HR pixels; only the sub-HR-pixel residual is left to the filter.
 
 Chips keep their source dtype and record their radiometric encoding (satsr tag + GDAL
 scale/offset), so later stages decode them with ``geotiff.encoding_of``. A missing partner or an
@@ -41,19 +44,25 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from satsr.config import HR_PIXEL_M, LR_PIXEL_M, SCALE, Params
+from satsr.config import HR_PIXEL_M, LR_PIXEL_M, SCALE, Params, ParamsError
+from satsr.data import nesting
 from satsr.data.geotiff import (
     TAG_ENCODING,
     TAG_SENSOR,
     Raster,
     RasterError,
-    atomic_path,
     encoding_of,
-    sha256_file,
     write_geotiff,
 )
 from satsr.data.grids import Grid
-from satsr.data.manifest import MANIFEST_NAME, is_complete, prune_unlisted, read_manifest, write_manifest
+from satsr.data.manifest import (
+    MANIFEST_NAME,
+    is_complete,
+    pair_row,
+    prune_unlisted,
+    read_manifest,
+    write_manifest,
+)
 from satsr.data.radiometry import (
     BY_NAME,
     L8_C2_L2,
@@ -65,6 +74,8 @@ from satsr.data.radiometry import (
     UINT16_STRETCHED,
     Encoding,
 )
+from satsr.errors import MissingInputError
+from satsr.util import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,9 @@ def is_pseudo_reflectance(r: Raster) -> bool:
     enc = BY_NAME.get(r.tags.get(TAG_ENCODING, ""))
     return enc is not None and not enc.physical
 
+
+#: HR chip tag: how its window was nested into the LR chip's (satsr.data.nesting).
+TAG_NESTING = "SATSR_NESTING"
 
 #: Written beside the manifest: the import settings the existing chips were made with. A change
 #: (other folder, other lr_size, forced encoding...) invalidates every chip instead of resuming.
@@ -107,6 +121,8 @@ class _Side:
     src: Path | None
     window: Window | None = None  # None = the whole file
     local_pixel: float | None = None  # set for non-georeferenced inputs: local grid pixel size
+    transform: Affine | None = None  # the chip's grid when it is not the window's own (nested HR chips)
+    tags: dict[str, str] = field(default_factory=dict)  # extra chip tags
 
 
 @dataclass
@@ -425,10 +441,10 @@ def _plan_pattern(root: Path, params: Params) -> list[_Job]:
     try:
         lr_re, hr_re = re.compile(fp.lr_pattern), re.compile(fp.hr_pattern)
     except re.error as err:
-        raise ValueError(f"source.folder.lr_pattern/hr_pattern: invalid regex ({err})") from None
+        raise ParamsError(f"source.folder.lr_pattern/hr_pattern: invalid regex ({err})") from None
     for name, rx in (("lr_pattern", lr_re), ("hr_pattern", hr_re)):
         if "key" not in rx.groupindex:
-            raise ValueError(f"source.folder.{name}: {rx.pattern!r} needs a named group (?P<key>...)")
+            raise ParamsError(f"source.folder.{name}: {rx.pattern!r} needs a named group (?P<key>...)")
     lr: dict[str, Path] = {}
     hr: dict[str, Path] = {}
     for p in _files(root, IMAGE_SUFFIXES):
@@ -450,78 +466,83 @@ def _plan_pattern(root: Path, params: Params) -> list[_Job]:
 
 
 def _plan_scene(key: str, lr: Path | None, hr: Path | None, params: Params) -> list[_Job]:
-    """One job for the whole pair, or one per chip when the scene is large enough to cut."""
+    """One job for the whole pair, or one per chip of the scene's exactly nested window.
+
+    The chips are cut from the common window of the two files on their nested grids
+    (satsr.data.nesting): an integer HR-pixel origin offset or a non-3x extent that the
+    georeferences state is known geometry, so the HR window is cut at the matching offset. With
+    ``source.folder.coregister_hr_px`` > 0 the offset is then refined by content (whole HR px, no
+    resampling); the HR chip is written on the LR chip's grid and tagged with both offsets. The
+    sub-HR-pixel residual is left to the filter's registration check."""
     base = _safe_id(key)
-    whole = [
-        _Job(
-            base,
-            _Side(lr),
-            _Side(hr),
-            region=base,
-            lr_date=parse_date(lr.name) if lr else "",
-            hr_date=parse_date(hr.name) if hr else "",
-        )
-    ]
+    d_lr, d_hr = (parse_date(lr.name) if lr else ""), (parse_date(hr.name) if hr else "")
+    whole = [_Job(base, _Side(lr), _Side(hr), region=base, lr_date=d_lr, hr_date=d_hr)]
+    fp = params.source.folder
     n = params.source.lr_size
-    if not params.source.folder.cut_into_chips or lr is None or hr is None:
+    if not fp.cut_into_chips or lr is None or hr is None:
         return whole
     try:
         lw, lh, lcrs, ltr = _header(lr)
         hw, hh, hcrs, htr = _header(hr)
     except (RasterioError, OSError):
         return whole  # the unreadable file is reported when the job runs
-    if lw <= n and lh <= n:
+    exact = (hw, hh) == (lw * SCALE, lh * SCALE)
+    # Not georeferenced (PNG scenes): the same pixel window on both, when exactly 3x.
+    georef = (0.0, 0.0) if lcrs is None and hcrs is None and exact else nesting.grid_offset(lcrs, ltr, hcrs, htr)
+    if isinstance(georef, str):
+        if not exact or lw > n or lh > n:
+            log.warning("%s: LR and HR grids cannot nest (%s); imported whole (the filter will judge it)", key, georef)
         return whole
-    if (hw, hh) != (lw * SCALE, lh * SCALE):
-        log.warning(
-            "%s: HR %dx%d is not exactly %dx LR %dx%d; not cut, imported whole (the filter will judge it)",
-            key,
-            hw,
-            hh,
-            SCALE,
-            lw,
-            lh,
-        )
+    oy, ox = round(georef[0]), round(georef[1])
+    whole_px = max(abs(georef[0] - oy), abs(georef[1] - ox)) <= nesting.INTEGER_TOL_HR_PX
+    if not whole_px:
+        log.warning("%s: the HR grid origin is offset from LR by (%.2f, %.2f) HR px, not a whole number; cut at "
+                    "(%d, %d) and the rest is left to the filter's registration check", key, *georef, oy, ox)
+    if exact and (oy, ox) == (0, 0) and lw <= n and lh <= n:
+        return whole  # already one exactly nested chip
+    nest = nesting.nested_window((lw, lh), (hw, hh), (oy, ox), georef)
+    if nest is None:
+        log.warning("%s: LR and HR share no ground (HR offset (%d, %d) HR px); imported whole", key, oy, ox)
         return whole
-    if lcrs != hcrs:
-        log.warning("%s: LR and HR have different CRS (%s vs %s); not cut, imported whole", key, lcrs, hcrs)
-        return whole
-    # Same pixel window on both; report (do not fix) an origin offset between the two grids.
-    dx, dy = (htr.c - ltr.c) / abs(htr.a), (htr.f - ltr.f) / abs(htr.e)
-    if abs(dx) > 0.01 or abs(dy) > 0.01:
-        log.warning(
-            "%s: HR grid origin is offset from LR by (%.2f, %.2f) HR px; chips keep their own transforms "
-            "and the filter's registration check measures the shift",
-            key,
-            dx,
-            -dy,
-        )
-    cols, rows = lw // n, lh // n
-    if lw % n or lh % n:
-        log.info(
-            "%s: %d x %d LR px do not divide by %d; %d right / %d bottom px are left out",
-            key,
-            lw,
-            lh,
-            n,
-            lw % n,
-            lh % n,
-        )
+    r_note = ""
+    if fp.coregister_hr_px > 0:
+        try:
+            best, r_best, r_geo = nesting.content_offset(lr, hr, nest, fp.coregister_hr_px)
+        except (RasterioError, OSError):
+            return whole
+        if best != nest.offset:
+            moved = nesting.nested_window((lw, lh), (hw, hh), best, georef)
+            if moved is not None:
+                log.warning("%s: by content the HR lies %+d, %+d HR px from its georeferenced position (r %.3f -> %.3f "
+                            "over the central window); HR chips are cut there, on the LR grid", key,
+                            best[0] - oy, best[1] - ox, r_geo, r_best)
+                nest = moved
+        r_note = f"; content check r {r_geo:.4f} at the georeferenced offset, {r_best:.4f} at the one used"
+    if (oy, ox) != (0, 0) or not exact:
+        log.info("%s: HR origin (%.2f, %.2f) HR px from LR, HR %dx%d vs LR %dx%d: exactly nested common window LR "
+                 "rows %d..%d, cols %d..%d", key, *georef, hw, hh, lw, lh, nest.lr_row, nest.lr_row + nest.rows - 1,
+                 nest.lr_col, nest.lr_col + nest.cols - 1)
+    rows = nesting.place_chips(nest.rows, n, fp.max_chip_overlap_lr_px)
+    cols = nesting.place_chips(nest.cols, n, fp.max_chip_overlap_lr_px)
+    left = (nest.rows - (rows[-1][0] + rows[-1][1]), nest.cols - (cols[-1][0] + cols[-1][1]))
+    if any(left):
+        log.info("%s: the %d x %d LR px common window does not divide by %d; %d bottom / %d right px left out",
+                 key, nest.cols, nest.rows, n, left[0], left[1])
+    tag = {TAG_NESTING: f"HR offset from LR by georeference (dy, dx) = ({georef[0]:.3f}, {georef[1]:.3f}) HR px; "
+                        f"HR cut at ({nest.offset[0]}, {nest.offset[1]}) HR px{r_note}"}
     jobs = []
-    d_lr, d_hr = parse_date(lr.name), parse_date(hr.name)
-    for r in range(rows):
-        for c in range(cols):
-            jobs.append(
-                _Job(
-                    f"{base}_r{r * n:05d}_c{c * n:05d}",
-                    _Side(lr, Window(c * n, r * n, n, n)),
-                    _Side(hr, Window(c * n * SCALE, r * n * SCALE, n * SCALE, n * SCALE)),
-                    region=base,
-                    lr_date=d_lr,
-                    hr_date=d_hr,
-                )
-            )
-    log.info("%s: cut into %d chips of %d LR / %d HR px", key, len(jobs), n, n * SCALE)
+    for r, h in rows:
+        for c, w in cols:
+            lwin, hwin = nest.lr_window(r, c, h, w), nest.hr_window(r, c, h, w)
+            lwt = window_transform(lwin, ltr)
+            # The HR chip on the LR chip's grid: the same ground, exactly nested (equal to its own
+            # georeference up to float rounding unless the content moved it). A fractional
+            # georeferenced offset keeps the HR window's own grid: the filter sees the truth.
+            hr_tr = (Affine(htr.a, 0.0, lwt.c, 0.0, htr.e, lwt.f) if whole_px or nest.offset != (oy, ox)
+                     else None)
+            jobs.append(_Job(f"{base}_r{int(lwin.row_off):05d}_c{int(lwin.col_off):05d}", _Side(lr, lwin),
+                             _Side(hr, hwin, transform=hr_tr, tags=tag), region=base, lr_date=d_lr, hr_date=d_hr))
+    log.info("%s: cut into %d chips of up to %d LR / %d HR px", key, len(jobs), n, n * SCALE)
     return jobs
 
 
@@ -555,7 +576,7 @@ def _write_side(
         if spec.src not in enc_cache:
             enc_cache[spec.src] = detect_encoding(r, forced, side, png_mapping)
         enc = enc_cache[spec.src]
-        crs, tr = r.crs, r.transform
+        crs, tr = r.crs, spec.transform or r.transform
         if spec.local_pixel is not None or crs is None:
             # Not georeferenced: a local grid where LR and HR cover the same extent.
             pix = spec.local_pixel or (LR_PIXEL_M if side == "lr" else HR_PIXEL_M)
@@ -565,6 +586,7 @@ def _write_side(
             TAG_SENSOR: "L8" if side == "lr" else "S2",
             "SOURCE_FILE": spec.src.name,
             "ACQUISITION_DATE": job.lr_date if side == "lr" else job.hr_date,
+            **spec.tags,
         }
         if spec.window is not None:
             w = spec.window
@@ -595,41 +617,22 @@ def _row(job: _Job, lr: dict | None, hr: dict | None) -> dict:
     if lonlat is None and job.lonlat_hint is not None:
         lonlat = job.lonlat_hint
     days = _days(job.lr_date, job.hr_date)
-    return {
-        "pair_id": job.pair_id,
-        "provider": "folder",
-        "is_demo": False,
-        "region": job.region,
-        "lon": lonlat[0] if lonlat else math.nan,
-        "lat": lonlat[1] if lonlat else math.nan,
-        "crs": crs_str,
-        "x0": x0,
-        "y0": y0,
-        "lr_file": lr["file"] if lr else "",
-        "hr_file": hr["file"] if hr else "",
-        "lr_sha256": lr["sha"] if lr else "",
-        "hr_sha256": hr["sha"] if hr else "",
-        "lr_width": lr["width"] if lr else math.nan,
-        "lr_height": lr["height"] if lr else math.nan,
-        "hr_width": hr["width"] if hr else math.nan,
-        "hr_height": hr["height"] if hr else math.nan,
-        "lr_date": job.lr_date,
-        "hr_date": job.hr_date,
-        "days_apart": days if days < 10**6 else math.nan,
-        "lr_scene_id": job.lr.src.stem if job.lr.src else "",
-        "hr_scene_id": job.hr.src.stem if job.hr.src else "",
-        "lr_cloud": math.nan,
-        "hr_cloud": math.nan,
-        "lr_clear_fraction": math.nan,
-        "hr_clear_fraction": math.nan,
-        "demo_defect": "",
-        "source_split": job.source_split,
-    }
+    return pair_row(
+        pair_id=job.pair_id, provider="folder", region=job.region,
+        lon=lonlat[0] if lonlat else math.nan, lat=lonlat[1] if lonlat else math.nan, crs=crs_str, x0=x0, y0=y0,
+        lr_file=lr["file"] if lr else "", hr_file=hr["file"] if hr else "",
+        lr_sha256=lr["sha"] if lr else "", hr_sha256=hr["sha"] if hr else "",
+        lr_width=lr["width"] if lr else math.nan, lr_height=lr["height"] if lr else math.nan,
+        hr_width=hr["width"] if hr else math.nan, hr_height=hr["height"] if hr else math.nan,
+        lr_date=job.lr_date, hr_date=job.hr_date, days_apart=days if days < 10**6 else math.nan,
+        lr_scene_id=job.lr.src.stem if job.lr.src else "", hr_scene_id=job.hr.src.stem if job.hr.src else "",
+        source_split=job.source_split,
+    )
 
 
 def _fingerprint(params: Params, root: Path) -> str:
     fp = params.source.folder.model_dump(mode="json")
-    doc = {"root": str(root), "folder": fp, "lr_size": params.source.lr_size, "version": 1}
+    doc = {"root": str(root), "folder": fp, "lr_size": params.source.lr_size, "version": 2}  # 2: nested windows
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -637,19 +640,19 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     """Import ``source.folder.path`` into ``out_dir`` (resumable); returns the manifest written."""
     fp = params.source.folder
     if not fp.path:
-        raise ValueError(
+        raise ParamsError(
             f"source.folder.path is not set (layout '{fp.layout}' expects {LAYOUT_HELP[fp.layout]})"
         )
     root = Path(fp.path).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"source.folder.path={root}: folder not found (layout '{fp.layout}' expects "
             f"{LAYOUT_HELP[fp.layout]})"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if root.resolve() == out_dir.resolve():
-        raise ValueError(f"source.folder.path={root} is the output folder itself; import from another folder")
+        raise ParamsError(f"source.folder.path={root} is the output folder itself; import from another folder")
 
     if fp.layout == "seed_tif":
         jobs = _plan_seed_tif(root)

@@ -48,12 +48,16 @@ from satsr.data.manifest import (
     COLUMNS,
     MANIFEST_NAME,
     chip_name,
+    grid_columns,
     is_complete,
+    pair_row,
     prune_unlisted,
     read_manifest,
     write_manifest,
 )
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
+from satsr.errors import SatsrError
+from satsr.util import redact  # key material never reaches a log, message or file
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ T = TypeVar("T")
 _sleep: Callable[[float], None] = time.sleep
 
 
-class GeeError(RuntimeError):
+class GeeError(SatsrError, RuntimeError):
     """The Earth Engine provider cannot go on (bad setup, nothing matched)."""
 
 
@@ -161,15 +165,6 @@ def resolve_auth(gee: GeeParams, env: Mapping[str, str] | None = None) -> EeAuth
     return EeAuth(project=project, key_file=key_file, email=email)
 
 
-_PEM = re.compile(r"-----BEGIN [A-Z ]*-----.*?(-----END [A-Z ]*-----|$)", re.DOTALL)
-_KEY_FIELD = re.compile(r"""(["']?private_key["']?\s*[:=]\s*)(["']).*?(\2|$)""", re.DOTALL)
-
-
-def redact(text: str) -> str:
-    """Strip anything that looks like key material from a message before it is logged or stored."""
-    return _KEY_FIELD.sub(r"\1<redacted>", _PEM.sub("<redacted key>", text))
-
-
 # ------------------------------------------------------------------------------------ the seam
 def ee_grid(grid: Grid) -> dict[str, Any]:
     """A :class:`Grid` as the ``grid`` argument of ``ee.data.computePixels`` (PixelGrid)."""
@@ -216,7 +211,8 @@ class EarthEngineBackend:
         try:
             import ee
         except ImportError:
-            raise GeeError("source.provider=gee needs the earthengine-api package: pip install earthengine-api") from None
+            raise GeeError("source.provider=gee needs the earthengine-api package: "
+                           "pip install earthengine-api") from None
         try:
             if self.auth.key_file is not None:
                 credentials: Any = ee.ServiceAccountCredentials(self.auth.email, str(self.auth.key_file))
@@ -543,7 +539,8 @@ def plan_pairs(
     found, errors = _gather(pool, jobs, "gee search")
     note("search", errors)
     ok = [k for k in by_key if k not in failed]
-    l8 = _concat([scenes_table(k, found[(k, c)], gee.max_scene_cloud_l8) for k in ok for c in _landsat_collections(gee)])
+    l8 = _concat([scenes_table(k, found[(k, c)], gee.max_scene_cloud_l8)
+                  for k in ok for c in _landsat_collections(gee)])
     s2 = _concat([scenes_table(k, found[(k, gee.s2_collection)], gee.max_scene_cloud_s2) for k in ok])
 
     # 2. pixel-level clear fraction inside the chip, only for scenes that could still pair
@@ -610,14 +607,16 @@ def _pair_key(region: str, crs: str, x0: float, y0: float, lr_width: int, lr_id:
     return (str(region), str(crs), round(float(x0), 3), round(float(y0), 3), int(lr_width), str(lr_id), str(hr_id))
 
 
-def _fetch(backend: Backend, retrier: Retrier, gee: GeeParams, image_id: str, bands: Sequence[str], grid: Grid) -> np.ndarray:
+def _fetch(backend: Backend, retrier: Retrier, gee: GeeParams, image_id: str, bands: Sequence[str],
+           grid: Grid) -> np.ndarray:
     """One image on one grid, tiled under the request limits and mosaicked back."""
     mosaic = np.zeros((len(bands), grid.height, grid.width), dtype=np.uint16)
     tiles = grids.split_request(grid, len(bands), BYTES_PER_PIXEL, gee.max_request_bytes, gee.max_request_side_px)
     for col, row, sub in tiles:
         arr = np.asarray(retrier.call(f"pixels {image_id}", backend.compute_pixels, image_id, tuple(bands), sub))
         if arr.shape != (len(bands), sub.height, sub.width):
-            raise GeeError(f"{image_id}: got pixels of shape {arr.shape}, expected {(len(bands), sub.height, sub.width)}")
+            raise GeeError(f"{image_id}: got pixels of shape {arr.shape}, "
+                           f"expected {(len(bands), sub.height, sub.width)}")
         mosaic[:, row:row + sub.height, col:col + sub.width] = arr
     return mosaic
 
@@ -642,18 +641,15 @@ def _download(job: PairJob, backend: Backend, retrier: Retrier, gee: GeeParams, 
     }
     lr_sha = write_geotiff(out_dir / job.lr_file, lr, loc.lr_grid, L8_C2_L2, LANDSAT_RGB, lr_tags)
     hr_sha = write_geotiff(out_dir / job.hr_file, hr, loc.hr_grid, S2_SR, S2_RGB, hr_tags)
-    return {
-        "pair_id": job.pair_id, "provider": "gee", "is_demo": False, "region": loc.region,
-        "lon": loc.lon, "lat": loc.lat, "crs": loc.lr_grid.crs, "x0": loc.lr_grid.x0, "y0": loc.lr_grid.y0,
-        "lr_file": job.lr_file, "hr_file": job.hr_file, "lr_sha256": lr_sha, "hr_sha256": hr_sha,
-        "lr_width": loc.lr_grid.width, "lr_height": loc.lr_grid.height,
-        "hr_width": loc.hr_grid.width, "hr_height": loc.hr_grid.height,
-        "lr_date": p["lr_date"], "hr_date": p["hr_date"], "days_apart": int(p["days_apart"]),
-        "lr_scene_id": p["lr_scene_id"], "hr_scene_id": p["hr_scene_id"],
-        "lr_cloud": float(p["lr_cloud"]), "hr_cloud": float(p["hr_cloud"]),
-        "lr_clear_fraction": float(p["lr_clear_fraction"]), "hr_clear_fraction": float(p["hr_clear_fraction"]),
-        "demo_defect": "", "source_split": "",
-    }
+    return pair_row(
+        pair_id=job.pair_id, provider="gee", region=loc.region, lon=loc.lon, lat=loc.lat,
+        **grid_columns(loc.lr_grid, loc.hr_grid),
+        lr_file=job.lr_file, hr_file=job.hr_file, lr_sha256=lr_sha, hr_sha256=hr_sha,
+        lr_date=p["lr_date"], hr_date=p["hr_date"], days_apart=int(p["days_apart"]),
+        lr_scene_id=p["lr_scene_id"], hr_scene_id=p["hr_scene_id"],
+        lr_cloud=float(p["lr_cloud"]), hr_cloud=float(p["hr_cloud"]),
+        lr_clear_fraction=float(p["lr_clear_fraction"]), hr_clear_fraction=float(p["hr_clear_fraction"]),
+    )
 
 
 def _old_rows(out_dir: Path) -> list[dict[str, Any]]:

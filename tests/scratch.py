@@ -1,4 +1,8 @@
-"""Run the real DVC pipeline in a scratch copy of the repo (used by the e2e tests and benchmarks).
+"""Test and benchmark support (not library code, so it lives under tests/): run the real DVC
+pipeline in a scratch copy of the repo, and write tiny PNG datasets.
+
+Tests import it as ``scratch`` (tests/ is on sys.path through tests/conftest.py); benchmarks put
+tests/ on sys.path first.
 
 The copy holds the pipeline definition and code, with its own git repository, DVC cache and local
 remote, so `dvc repro`, `dvc push` and `dvc exp run` can be exercised for real without touching the
@@ -23,7 +27,7 @@ PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "pyproject.toml", "st
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def deep_update(base: dict, changes: dict) -> dict:

@@ -1,0 +1,111 @@
+"""Loading saved models: ``.keras`` files here, registry/run URIs through ``satsr.tracking``.
+
+``load(path)`` reads one ``.keras`` file (satsr's custom layers are registered by importing
+``satsr.models``). ``resolve(ref)`` takes whatever a user names a model by (a file, a folder holding
+``model.keras`` or an MLflow model, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
+``runs:/RUN_ID/model``, or an in-memory object) and returns the model with its provenance; only
+``satsr.tracking`` talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from satsr.models.export import ModelError
+from satsr.util import redact
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+#: How a model may be named, for error messages.
+REFS = "a .keras file, a folder with model.keras, or a URI such as models:/satsr-rdn@champion or runs:/RUN_ID/model"
+
+
+@dataclass
+class ModelRef:
+    """A loaded model (a Keras model, or any object with ``predict``) and where it came from."""
+
+    model: Any
+    uri: str
+    name: str
+    version: str | None = None
+    run_id: str | None = None
+
+    @property
+    def is_keras(self) -> bool:
+        keras = sys.modules.get("keras")  # a Keras model implies Keras is imported; do not import TF otherwise
+        return keras is not None and isinstance(self.model, keras.Model)
+
+
+def load(path: str | Path) -> Any:
+    """Load a saved ``.keras`` model (no compile); importing satsr.models registers satsr's layers."""
+    import keras
+
+    import satsr.models  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_file(path: str | Path) -> Any:
+    """``load`` with a clear error for a missing or damaged file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (expected {REFS})")
+    try:
+        return load(path)
+    except Exception as err:  # noqa: BLE001 -- keras raises many types for a damaged file
+        raise ModelError(f"{path}: not a loadable Keras model ({type(err).__name__}: {err})") from None
+
+
+def _load_uri(uri: str, tracking_params: Any) -> ModelRef:
+    from satsr import tracking
+
+    store = tracking.configure(tracking_params)
+    try:
+        model = tracking.load_model(uri)
+    except Exception as err:  # noqa: BLE001 (MLflow raises many types; the message carries the cause)
+        try:
+            names = tracking.list_registered_models()
+            listing = f"registered models: {', '.join(names)}" if names else "no registered models"
+        except Exception as list_err:  # noqa: BLE001
+            listing = f"could not list the registered models ({list_err})"
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        where = redact(store)
+        raise ModelError(f"model {uri!r} could not be loaded from {where}: {first_line}; {listing} (use "
+                         "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model, or a .keras file)") from None
+    info = tracking.model_provenance(uri)
+    return ModelRef(model, uri, info.get("name") or getattr(model, "name", None) or type(model).__name__,
+                    info.get("version"), info.get("run_id"))
+
+
+def resolve(ref: Any, tracking_params: Any = None) -> ModelRef:
+    """The model named by ``ref`` (see the module doc) with its provenance.
+
+    ``tracking_params``: Params or TrackingParams for registry URIs (default: the environment's store).
+    """
+    if isinstance(ref, ModelRef):
+        return ref
+    if not isinstance(ref, (str, os.PathLike)):
+        if not (hasattr(ref, "predict") or callable(ref)):
+            raise ModelError(f"model {ref!r}: not a Keras model and has no predict()")
+        return ModelRef(ref, f"<in-memory {type(ref).__name__}>", getattr(ref, "name", None) or type(ref).__name__)
+    text = os.fspath(ref)
+    path = Path(text).expanduser()
+    if URI_SCHEME.match(text) and not path.exists():
+        return _load_uri(text, tracking_params)
+    if path.is_dir():
+        if (path / MODEL_FILE).is_file():
+            path = path / MODEL_FILE
+        elif (path / "MLmodel").is_file():
+            return _load_uri(str(path.resolve()), tracking_params)
+        else:
+            raise ModelError(f"{path}: folder holds no {MODEL_FILE} (nor an MLflow MLmodel)")
+    model = load_file(path)
+    return ModelRef(model, str(path), path.parent.name if path.name == MODEL_FILE else path.stem)
