@@ -94,7 +94,7 @@ def test_archs_is_the_one_list_and_select_defaults_to_it():
     p = parse_params({"archs": ["edsr", "rdn"]})
     assert p.archs == p.select.archs == ["edsr", "rdn"]
     assert parse_params({"archs": ["edsr", "rdn"], "select": {"archs": ["rdn"]}}).select.archs == ["rdn"]
-    with pytest.raises(ParamsError, match=r"- archs.1: Input should be 'rdn', 'rrdn', 'edsr' or 'srgan'"):
+    with pytest.raises(ParamsError, match=r"- archs.1: Input should be 'rdn', 'rrdn', 'edsr', 'srgan' or 'detail'"):
         parse_params({"archs": ["edsr", "esrgan"]})
     with pytest.raises(ParamsError, match="archs must be unique"):
         parse_params({"archs": ["edsr", "edsr"]})

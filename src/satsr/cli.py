@@ -73,12 +73,13 @@ def cmd_natural(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace, stage: str) -> None:
     from satsr.resolve import train_effective
+    from satsr.train.init_weights import start_weights
 
     params = load_params(args.params)
     arch = args.arch
     init = None
-    if stage == "finetune" and not args.no_init:
-        init = args.init or paths.model_dir("pretrain", arch) / "model.keras"
+    if stage == "finetune":
+        init = start_weights(arch, getattr(params.finetune, arch).init, args.init, args.no_init)
     # the effective parameters (tuned values vs explicit params.yaml values) come from satsr.resolve
     summary = train_effective(
         params, stage, arch, best_params=getattr(args, "best_params", None),
@@ -105,7 +106,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
         figures.mkdir(parents=True, exist_ok=True)
         log.info("tune@%s: tune.enabled is false; fixed finetune.%s values written to %s", arch, arch, out)
         return
-    init = None if args.no_init else (args.init or paths.model_dir("pretrain", arch) / "model.keras")
+    from satsr.train.init_weights import start_weights
+
+    init = start_weights(arch, getattr(params.finetune, arch).init, args.init, args.no_init)
     result = study.run_study(params, arch, data_dir=args.data, init_weights=init, out_path=out, figures_dir=figures,
                              storage=args.storage, name=args.study_name, n_trials=args.n_trials,
                              timeout_s=args.timeout, worker=args.worker, log_to_mlflow=not args.no_mlflow)
@@ -188,6 +191,8 @@ def cmd_release(args: argparse.Namespace) -> None:
     if args.action in ("publish", "all"):
         card = publish.publish(params, use_mlflow=not args.no_mlflow)
         print(json.dumps(card["summary"], indent=2))
+    if args.action == "register":
+        print(json.dumps(publish.register(params), indent=2))
 
 
 def cmd_params(args: argparse.Namespace) -> None:
@@ -410,8 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
              "the sensor model, real Landsat/Sentinel-2 pairs, registered L1). `train` trains or resumes (about "
              "1-2 h on 2 CPU cores); `publish` calibrates the detail strength alpha on the validation parts, scores "
              "the held-out test parts against bicubic (PSNR, cPSNR, LR consistency) and writes the weights, "
-             "metrics.json and MODEL_CARD.md to release.out_dir; `all` does both.")
-    p.add_argument("action", choices=("train", "publish", "all"), help="what to run")
+             "metrics.json and MODEL_CARD.md to release.out_dir; `all` does both; `register` registers the committed "
+             "weights as satsr-release@release in MLflow (the `release` DVC stage).")
+    p.add_argument("action", choices=("train", "publish", "all", "register"),
+                   help="what to run (register: put the committed weights in the MLflow registry, as `make demo` does)")
     p.add_argument("--no-mlflow", action="store_true", help="do not register the published model in MLflow")
 
     p = _add(sub, "params", cmd_params, "validate params.yaml and print it",

@@ -429,6 +429,19 @@ class EDSRParams(Strict):
     global_residual: GlobalResidual = "bicubic"
 
 
+class DetailParams(Strict):
+    """The release model (satsr.models.detail): bicubic + alpha * a bias-free, radiometry-equivariant,
+    low-frequency-constrained detail branch (EDSR-style trunk, ESPCN-style x3 tail)."""
+
+    num_blocks: Annotated[int, Field(ge=1, le=64)] = 6
+    num_filters: Annotated[int, Field(ge=4, le=512)] = 32
+    #: The trunk sees LR - Gaussian(LR): no per-band level, so no dependence on the radiometry's offset.
+    input_highpass_sigma: Annotated[float, Field(gt=0, le=16)] = 2.0
+    #: The detail is high-passed: the SR keeps bicubic's low frequencies (SEN2SR's constraint).
+    output_highpass_sigma: Annotated[float, Field(gt=0, le=16)] = 2.0
+    kernel_size: KernelSize = 3
+
+
 class SRGANParams(Strict):
     """SRGAN (Ledig et al. 2017): a generator plus the VGG-style discriminator.
 
@@ -467,6 +480,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "rrdn": ArchSpec(RRDNParams, "satsr.models.rrdn:rrdn"),
     "edsr": ArchSpec(EDSRParams, "satsr.models.edsr:edsr"),
     "srgan": ArchSpec(SRGANParams, "satsr.models.srgan:generator", discriminator="satsr.models.srgan:discriminator"),
+    "detail": ArchSpec(DetailParams, "satsr.models.detail:detail"),
 }
 ARCH_NAMES: tuple[str, ...] = tuple(ARCHITECTURES)
 #: A registered architecture name (validation errors list the valid ones).
@@ -578,6 +592,10 @@ class TrainStageParams(Strict):
     loss_max_shift: Annotated[int, Field(ge=0, le=8)] = SCALE
     #: The input pipeline of this stage (satsr.data.pipeline); unlisted keys take InputParams' defaults.
     input: InputParams = InputParams(lr_patch=24, batch_size=8)  # CPU demo patch and batch
+    #: Where fine-tuning (and its tuning trials) start: pretrain (models/pretrain/<arch>/model.keras),
+    #: release (the committed released weights, weights/release; architecture `detail` only) or none
+    #: (a fresh initialisation). `--init FILE` / `--no-init` on the command line win. Pretraining ignores it.
+    init: Literal["pretrain", "release", "none"] = "pretrain"
     val_every_epochs: PosInt = 1
     #: Validate on at most this many images of the val split (in index order); null = all.
     val_images: PosInt | None = None
@@ -780,6 +798,8 @@ class SelectParams(Strict):
     alias: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "champion"
     #: Register / set the aliases in the MLflow registry (off: leaderboard only).
     set_aliases: bool = True
+    #: Rank the committed release weights (weights/release, registered by the `release` stage) too.
+    include_release: bool = True
 
     @model_validator(mode="after")
     def _unique_archs(self) -> SelectParams:
@@ -899,15 +919,6 @@ class ReleaseSensor(Strict):
     change_fraction: Fraction = 0.1
 
 
-class ReleaseModel(Strict):
-    """The detail model (satsr.models.detail)."""
-
-    num_blocks: Annotated[int, Field(ge=1, le=64)] = 6
-    num_filters: Annotated[int, Field(ge=4, le=512)] = 32
-    input_highpass_sigma: Annotated[float, Field(gt=0, le=16)] = 2.0
-    output_highpass_sigma: Annotated[float, Field(gt=0, le=16)] = 2.0
-
-
 class ReleaseParams(Strict):
     """``satsr release train``: the recipe of the released weights (satsr.release).
 
@@ -927,7 +938,9 @@ class ReleaseParams(Strict):
     sim_draws: PosInt = 4
     pairs: list[ReleasePair] = []
     sensor: ReleaseSensor = ReleaseSensor()
-    model: ReleaseModel = ReleaseModel()
+    #: The architecture (the same section type as models.detail; fine-tuning starts from it with
+    #: finetune.detail.init: release).
+    model: DetailParams = DetailParams()
     lr_patch: Annotated[int, Field(ge=8, le=512)] = 32
     batch_size: PosInt = 16
     #: Share of each batch drawn from the real pairs' train parts (the rest: simulated from real S2).

@@ -28,6 +28,8 @@ TRAIN_PLOTS = Path("plots/train")
 MODEL_FILE = "model.keras"
 #: The released weights (committed to the repo): what `satsr predict` uses without --model.
 RELEASE_MODEL = Path("weights/release/satsr_release_x3.keras")
+#: Written by the `release` stage: the MLflow registry version of the released weights, read by `select`.
+RELEASE_SUMMARY = MODELS / "release" / "summary.json"
 # Evaluation (satsr.evaluate) and selection (satsr.evaluate.select).
 EVAL = Path("data/eval")
 EVAL_METRICS = METRICS / "eval"

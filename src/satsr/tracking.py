@@ -677,7 +677,7 @@ def trial_run(trial_number: int, params: Mapping[str, Any] | None = None,
 
 # ---------------------------------------------------------------------------------------- release
 def register_release(params: Params, model_path: str | Path, doc: Mapping[str, Any], name: str,
-                     alias: str) -> int:
+                     alias: str) -> tuple[int, str | None]:
     """Log the released weights (``weights/release``) as an MLflow run and register them as ``name``
     with ``alias``; a file already registered (same sha256) is not registered again."""
     import keras
@@ -690,7 +690,7 @@ def register_release(params: Params, model_path: str | Path, doc: Mapping[str, A
     for v in model_versions(name) if name in list_registered_models() else []:
         if v.tags.get("sha256") == sha:
             set_alias(name, alias, v.version)
-            return int(v.version)
+            return int(v.version), v.run_id
     model = keras.saving.load_model(model_path, compile=False)
     with stage_run("release", None, doc.get("recipe", {}), data_path=None, is_demo=False,
                    tags={"alpha": doc.get("alpha"), "sha256": sha}):
@@ -707,4 +707,4 @@ def register_release(params: Params, model_path: str | Path, doc: Mapping[str, A
                                registered_name=name)
     set_version_tags(name, info.version, {"sha256": sha, "alpha": doc["alpha"]})
     set_alias(name, alias, info.version)
-    return int(info.version)
+    return int(info.version), info.run_id

@@ -13,12 +13,12 @@ from PIL import Image
 
 from satsr.config import FolderParams, Params, PngParams, SourceParams
 from satsr.data import grids
+from satsr.data.filters import run_filter
 from satsr.data.geotiff import encoding_of, read_raster, write_geotiff
 from satsr.data.manifest import COLUMNS
 from satsr.data.png import read_png16, run_png
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
 from satsr.data.sources import folder, run_source
-from satsr.data.filters import run_filter
 from satsr.data.split import run_split
 
 
@@ -235,7 +235,7 @@ def test_pattern_cuts_utm_scene_and_resumes(tmp_path, make_pair):
         "small",
     ]
     big_lr = read_raster(src / "big_L8.tif")
-    for pid, row in df.iterrows():
+    for _pid, row in df.iterrows():
         lr, hr = read_raster(raw / row["lr_file"]), read_raster(raw / row["hr_file"])
         assert hr.width == 3 * lr.width == 96
         assert tuple(rasterio.transform.array_bounds(32, 32, lr.transform)) == pytest.approx(

@@ -9,27 +9,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from rasterio.transform import from_origin
 
 from satsr import paths
 from satsr.config import load_params
 from satsr.models.detail import detail_edsr
 from satsr.release import alpha as A
 from satsr.release import corpus
-
-
-def test_nested_window_takes_an_integer_origin_offset_as_geometry():
-    lr_t = from_origin(1000.0, 5000.0, 30.0, 30.0)
-    hr_t = from_origin(1020.0, 5010.0, 10.0, 10.0)  # S2 starts 2 HR px right and 1 HR px higher
-    (r0, c0, rows, cols), (hy, hx), res = corpus.nested_window(lr_t, (100, 80), hr_t, (300, 240))
-    assert (r0, c0) == (0, 1) and (hy, hx) == (1, 1) and res == (0.0, 0.0)
-    # LR pixel (r0, c0) and HR pixel (hy, hx) share their upper-left corner
-    assert lr_t * (c0, r0) == hr_t * (hx, hy)
-    assert hy + 3 * rows <= 300 and hx + 3 * cols <= 240 and rows == 99 and cols == 79
-    with pytest.raises(corpus.CorpusError, match="non-integer"):
-        corpus.nested_window(lr_t, (100, 80), from_origin(1005.0, 5000.0, 10.0, 10.0), (300, 240))
-    with pytest.raises(corpus.CorpusError, match="not 3x"):
-        corpus.nested_window(lr_t, (100, 80), from_origin(1000.0, 5000.0, 20.0, 20.0), (300, 240))
 
 
 def test_real_pairs_are_cut_on_their_nested_window(realdata):
@@ -119,3 +104,30 @@ def test_card_numbers_match_a_fresh_scoring_of_the_held_out_chips(release_doc, r
         assert fresh[group]["cpsnr_gain"]["mean"] == pytest.approx(v["cpsnr_gain"]["mean"], abs=1e-3), group
         assert fresh[group]["psnr_gain"]["mean"] == pytest.approx(v["psnr_gain"]["mean"], abs=1e-3), group
         assert fresh[group]["chips_worse_than_bicubic"] == v["chips_worse_than_bicubic"], group
+
+
+def test_finetune_start_weights_follow_init_and_the_command_line(tmp_path):
+    from satsr.train.errors import TrainError
+    from satsr.train.init_weights import start_weights
+
+    assert start_weights("detail", "release") == paths.release_model()
+    assert start_weights("edsr", "pretrain") == paths.model_file("pretrain", "edsr")
+    assert start_weights("edsr", "none") is None
+    assert start_weights("detail", "release", override=tmp_path / "x.keras") == tmp_path / "x.keras"
+    assert start_weights("detail", "release", no_init=True) is None
+    with pytest.raises(TrainError, match="`detail` architecture"):
+        start_weights("edsr", "release")
+
+
+def test_finetuning_can_start_from_the_released_weights(release_doc):
+    from satsr.models import registry
+    from satsr.train.init_weights import load_init_weights
+
+    params = load_params()
+    net = registry.build("detail", params.release.model)
+    load_init_weights(net, paths.RELEASE_MODEL, "detail")
+    released = keras.saving.load_model(paths.RELEASE_MODEL, compile=False)
+    from satsr.models.export import unwrap
+
+    for a, b in zip(net.get_weights(), unwrap(released).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

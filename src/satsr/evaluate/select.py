@@ -97,7 +97,8 @@ def criterion_value(row: dict[str, Any], criterion: str) -> float | None:
     return row["sr_psnr"]
 
 
-def score_arch(arch: str, params: Params, pairs, lo: float, hi: float, model_path: Path) -> dict[str, Any]:
+def score_arch(arch: str, params: Params, pairs, lo: float, hi: float, model_path: Path,
+               summary_path: Path | None = None) -> dict[str, Any]:
     """Val scores of one architecture's fine-tuned model (one leaderboard row, unranked)."""
     ev = params.evaluate
     predictor = ModelPredictor(model_path, lo, hi, arch)
@@ -133,7 +134,7 @@ def score_arch(arch: str, params: Params, pairs, lo: float, hi: float, model_pat
     row[PER_IMAGE_KEY] = {"pair_id": df["pair_id"].tolist(), "group": groups,
                           **{c: df[c].to_numpy(float).tolist() for c in df.columns
                              if c.startswith(("sr_", "bicubic_")) and df[c].dtype.kind in "fi"}}
-    summary = read_finetune_summary(finetune_summary_path(arch, model_path.parent))
+    summary = read_finetune_summary(summary_path or finetune_summary_path(arch, model_path.parent))
     row["registered_model"] = summary.get("registered_model")
     row["mlflow_run_id"] = summary.get("mlflow_run_id")
     log.info("select: %s on val: PSNR %.3f dB (bicubic %.3f, gain %+.3f dB), hallucination %.3f "
@@ -143,6 +144,9 @@ def score_arch(arch: str, params: Params, pairs, lo: float, hi: float, model_pat
              row["bicubic_hallucination"] if row["bicubic_hallucination"] is not None else math.nan)
     return row
 
+
+#: The leaderboard name of the committed release weights (select.include_release).
+RELEASE_CANDIDATE = "release"
 
 #: The capped quantity: mean paired increase of the hallucination share over bicubic.
 RISK = "hallucination_excess"
@@ -331,12 +335,18 @@ def run_select(params: Params, *, png_dir: str | Path = PNG, models_dir: str | P
     sp, ev = params.select, params.evaluate
     models_dir = Path(models_dir)
     paths = {arch: models_dir / arch / MODEL_FILE for arch in sp.archs}
+    summaries: dict[str, Path] = {}
+    if sp.include_release:  # the committed release weights compete as one more candidate
+        from satsr.paths import RELEASE_SUMMARY, release_model
+
+        paths[RELEASE_CANDIDATE] = release_model()
+        summaries[RELEASE_CANDIDATE] = RELEASE_SUMMARY
     pairs, lo, hi = load_split(png_dir, SELECT_SPLIT, sp.max_images, params.png)
     for arch, path in paths.items():  # every model present before any work
         if not path.is_file():
             ModelPredictor(path, lo, hi, arch)  # raises the 'model not found' error naming the file
     protocol = protocol_fingerprint(split_fingerprint(pairs), params)
-    rows = rank([score_arch(arch, params, pairs, lo, hi, path) for arch, path in paths.items()],
+    rows = rank([score_arch(arch, params, pairs, lo, hi, path, summaries.get(arch)) for arch, path in paths.items()],
                 sp.max_hallucination)
     tie = tie_rule(rows, params)
     for r in rows:  # only the tie rule needs the per-image values

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from satsr.config import SCALE
+from satsr.config import SCALE, DetailParams
 from satsr.models import blocks
 
 
@@ -44,3 +44,10 @@ def detail_edsr(num_blocks: int = 8, num_filters: int = 48, channels: int = 3, s
     sr = blocks.DetailStrength(alpha, name="detail_strength")([base, detail])
     sr = keras.layers.Activation("linear", dtype="float32", name="sr")(sr)
     return keras.Model(lr, sr, name="detail_edsr")
+
+
+def detail(params: DetailParams | None = None, channels: int = 3, scale: int = SCALE) -> keras.Model:
+    """The registry's builder (``models.detail``): the detail model at alpha = 1."""
+    p = params or DetailParams()
+    return detail_edsr(p.num_blocks, p.num_filters, channels, scale, p.input_highpass_sigma,
+                       p.output_highpass_sigma, kernel_size=p.kernel_size)

@@ -9,7 +9,6 @@ radiometry-equivariant (satsr.models.detail), so this only balances the loss bet
 from __future__ import annotations
 
 import glob
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +16,14 @@ import numpy as np
 import rasterio
 
 from satsr.config import SCALE
-from satsr.data import sensor
+from satsr.data import nesting, sensor
 from satsr.errors import SatsrError
+
+
+#: Origins that differ by more than this from a whole number of HR px are not a nested pair.
+NON_INTEGER_TOL_HR_PX = 0.25
+#: Band files of a per-band Sentinel-2 folder (BigEarthNet), in R, G, B order.
+S2_BAND_FILES = ("B04", "B03", "B02")
 
 
 class CorpusError(SatsrError, ValueError):
@@ -35,47 +40,21 @@ class PairArrays:
     residual_hr_px: tuple[float, float]   # sub-pixel offset the georeference states, HR px
 
 
-def nested_window(lr_transform, lr_shape: tuple[int, int], hr_transform, hr_shape: tuple[int, int],
-                  tol: float = 0.25) -> tuple[tuple[int, int, int, int], tuple[int, int], tuple[float, float]]:
-    """The largest exactly nested window of an LR raster and an HR raster at 1/3 of its pixel.
-
-    An origin offset that is a whole number of HR pixels is known geometry, not misregistration:
-    the HR window starts at that offset. Returns ((row0, col0, rows, cols) in LR px, (hr_row0,
-    hr_col0), the sub-pixel remainder in HR px).
-    """
-    lr_res, hr_res = (lr_transform.a, -lr_transform.e), (hr_transform.a, -hr_transform.e)
-    for axis in range(2):
-        if not math.isclose(lr_res[axis], SCALE * hr_res[axis], rel_tol=1e-3):
-            raise CorpusError(f"LR pixel {lr_res} is not {SCALE}x the HR pixel {hr_res}")
-    # LR origin in HR pixel units of the HR raster (rows down, cols right)
-    oy = (hr_transform.f - lr_transform.f) / hr_res[1]
-    ox = (lr_transform.c - hr_transform.c) / hr_res[0]
-    ry, rx = round(oy), round(ox)
-    res = (oy - ry, ox - rx)
-    if abs(res[0]) > tol or abs(res[1]) > tol:
-        raise CorpusError(f"origins differ by a non-integer {oy:.2f}, {ox:.2f} HR px: not a nested pair")
-    r0 = max(0, math.ceil(-ry / SCALE))
-    c0 = max(0, math.ceil(-rx / SCALE))
-    hr_r0, hr_c0 = ry + SCALE * r0, rx + SCALE * c0
-    rows = min(lr_shape[0] - r0, (hr_shape[0] - hr_r0) // SCALE)
-    cols = min(lr_shape[1] - c0, (hr_shape[1] - hr_c0) // SCALE)
-    if rows <= 0 or cols <= 0:
-        raise CorpusError("the LR and HR rasters do not overlap")
-    return (r0, c0, rows, cols), (hr_r0, hr_c0), (float(res[0]), float(res[1]))
-
-
 def _decode(ds, path: Path, fallback_scale: float | None) -> tuple[np.ndarray, bool]:
-    """Reflectance (bands, h, w) from band scale/offset metadata; 8-bit is pseudo-reflectance."""
-    data = ds.read().astype(np.float32)
-    scales, offsets = np.asarray(ds.scales, np.float32), np.asarray(ds.offsets, np.float32)
-    if ds.dtypes[0] == "uint8":
-        return data / 255.0, False
-    if np.all(scales == 1.0) and np.all(offsets == 0.0) and np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+    """Reflectance (bands, h, w) and whether it is physical, decoded exactly as the s2sim provider
+    decodes (metadata first, never a guess); ``fallback_scale`` only for a file without any."""
+    from satsr.data.sources.s2sim import EncodingError, S2Decoding, s2_encoding
+
+    scales, offsets = tuple(ds.scales), tuple(ds.offsets)
+    try:
+        dec = s2_encoding(path, ds.dtypes[0], scales, offsets, ds.tags(),
+                          [ds.tags(i + 1) for i in range(ds.count)], ds.nodata)
+    except EncodingError as err:
         if fallback_scale is None:
-            raise CorpusError(f"{path}: integer raster without band scale/offset metadata; set the GDAL band "
-                              "scale/offset (e.g. 0.0001 for Sentinel-2 L2A DN) or give `scale:` in params.yaml")
-        return data * np.float32(fallback_scale), True
-    return data * scales[:, None, None] + offsets[:, None, None], True
+            raise CorpusError(str(err)) from err
+        dec = S2Decoding((fallback_scale,) * ds.count, (0.0,) * ds.count, ds.nodata, True,
+                         f"release.s2_fallback_scale {fallback_scale:g}")
+    return dec.to_reflectance(ds.read()), dec.physical
 
 
 def load_pair(lr_path: str | Path, hr_path: str | Path, pseudo_scale: float = 1.0, name: str = "") -> PairArrays:
@@ -84,9 +63,20 @@ def load_pair(lr_path: str | Path, hr_path: str | Path, pseudo_scale: float = 1.
         if not p.exists():
             raise CorpusError(f"{p}: no such file")
     with rasterio.open(lr_path) as a, rasterio.open(hr_path) as b:
-        win, hr_off, res = nested_window(a.transform, a.shape, b.transform, b.shape)
+        off = nesting.grid_offset(a.crs, a.transform, b.crs, b.transform)
+        if isinstance(off, str):
+            raise CorpusError(f"{lr_path} / {hr_path}: the grids cannot nest: {off}")
+        whole = (round(off[0]), round(off[1]))
+        res = (off[0] - whole[0], off[1] - whole[1])
+        if max(abs(res[0]), abs(res[1])) > NON_INTEGER_TOL_HR_PX:
+            raise CorpusError(f"{lr_path} / {hr_path}: origins differ by a non-integer {off[0]:.2f}, {off[1]:.2f} HR px")
+        nest = nesting.nested_window((a.width, a.height), (b.width, b.height), whole, off)
+        if nest is None:
+            raise CorpusError(f"{lr_path} / {hr_path}: the LR and HR rasters do not overlap")
         lr, lr_phys = _decode(a, lr_path, None)
         hr, hr_phys = _decode(b, hr_path, None)
+    win = (nest.lr_row, nest.lr_col, nest.rows, nest.cols)
+    hr_off = (nest.hr_row, nest.hr_col)
     r0, c0, rows, cols = win
     lr = lr[:3, r0:r0 + rows, c0:c0 + cols]
     hr = hr[:3, hr_off[0]:hr_off[0] + SCALE * rows, hr_off[1]:hr_off[1] + SCALE * cols]
@@ -114,12 +104,19 @@ def expand(patterns: list[str], base: Path) -> list[Path]:
     return files
 
 
+def source_files(path: Path) -> list[Path]:
+    """The files an S2 input reads: itself, or a BigEarthNet folder's R, G, B band files."""
+    if not path.is_dir():
+        return [path]
+    return [hit for b in S2_BAND_FILES for hit in sorted(path.glob(f"*_{b}.tif"))[:1]]
+
+
 def load_s2(path: Path, fallback_scale: float | None = None) -> np.ndarray:
     """A real Sentinel-2 10 m raster as (H, W, 3) reflectance (R, G, B). A BigEarthNet-style folder of
     per-band files (``*_B04.tif``, ``*_B03.tif``, ``*_B02.tif``) is read as one image."""
     if path.is_dir():
         bands = []
-        for b in ("B04", "B03", "B02"):
+        for b in S2_BAND_FILES:
             hits = sorted(path.glob(f"*_{b}.tif"))
             if not hits:
                 raise CorpusError(f"{path}: no *_{b}.tif band file")

@@ -92,9 +92,7 @@ def publish(params: Params, use_mlflow: bool = True) -> dict[str, Any]:
 
     write_card(doc, out / CARD_FILE)
     if use_mlflow:
-        from satsr import tracking
-
-        tracking.register_release(params, out / MODEL_FILE, doc, REGISTERED_NAME, ALIAS)
+        register(params)
     summary = {"alpha": a, "val_cpsnr_gain": result["alpha"]["val_cpsnr_gain"]["mean"],
                "test": {k: {"cpsnr_gain": v["cpsnr_gain"]["mean"], "psnr_gain": v["psnr_gain"]["mean"],
                             "worse_chips": v["chips_worse_than_bicubic"]}
@@ -104,3 +102,26 @@ def publish(params: Params, use_mlflow: bool = True) -> dict[str, Any]:
     return doc
 
 
+
+
+def register(params: Params, summary_path: Path | None = None) -> dict[str, Any]:
+    """Register the committed release weights in MLflow (``satsr-release@release``, once per file)
+    and write the summary ``select`` reads to let them compete (``models/release/summary.json``)."""
+    from satsr import paths, tracking
+
+    out = Path(params.release.out_dir)
+    model, metrics_file = out / MODEL_FILE, out / METRICS_FILE
+    for f in (model, metrics_file):
+        if not f.exists():
+            raise recipe.corpus.CorpusError(f"{f}: the released weights are missing; `git checkout {out}` or "
+                                            "rebuild them with `satsr release all`")
+    doc = json.loads(metrics_file.read_text())
+    if sha256_file(model) != doc["sha256"]:
+        raise recipe.corpus.CorpusError(f"{model}: its sha256 differs from {metrics_file}; the weights and "
+                                        "their card do not belong together (rerun `satsr release publish`)")
+    version, run_id = tracking.register_release(params, model, doc, REGISTERED_NAME, ALIAS)
+    summary = {"registered_model": f"models:/{REGISTERED_NAME}/{version}", "mlflow_run_id": run_id,
+               "alias": f"models:/{REGISTERED_NAME}@{ALIAS}", "alpha": doc["alpha"], "sha256": doc["sha256"]}
+    write_text_atomic(summary_path or paths.RELEASE_SUMMARY, json.dumps(summary, indent=1) + "\n")
+    log.info("release: %s registered as %s", model, summary["registered_model"])
+    return summary

@@ -63,15 +63,17 @@ def build_corpus(rp: ReleaseParams, root: Path | None = None, include_train_sim:
             if chips:
                 target[f"pair:{pr.name}"] = chips
     train_sim: list = []
-    for path in corpus.expand(rp.s2_train if include_train_sim else [], root):
+    for path in corpus.expand(rp.s2_train, root):
+        files += corpus.source_files(path)
+        if not include_train_sim:
+            continue
         img = corpus.load_s2(path, rp.s2_fallback_scale)
-        files.append(path)
         for _ in range(rp.sim_draws):
             train_sim += corpus.simulate_chips(img, rp.lr_patch, sp, rng)
     for role, pats, target in (("val", rp.s2_val, val), ("test", rp.s2_test, test)):
         for path in corpus.expand(pats, root):
             img = corpus.load_s2(path, rp.s2_fallback_scale)
-            files.append(path)
+            files += corpus.source_files(path)
             chips = corpus.simulate_chips(img, min(rp.eval_chip, _largest_chip(img, sp)), sp, rng)
             if chips:
                 target[f"s2sim:{path.name}"] = chips
@@ -124,7 +126,7 @@ def train_release(params: Params, work_dir: Path | None = None) -> dict:
     import keras
     import tensorflow as tf
 
-    from satsr.models.detail import detail_edsr
+    from satsr.models.detail import detail
     from satsr.release import alpha as alpha_mod
     from satsr.train.losses import pixel_loss
 
@@ -133,9 +135,7 @@ def train_release(params: Params, work_dir: Path | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(rp.seed)
     data = build_corpus(rp)
-    m = rp.model
-    net = detail_edsr(m.num_blocks, m.num_filters, input_highpass_sigma=m.input_highpass_sigma,
-                      output_highpass_sigma=m.output_highpass_sigma)
+    net = detail(rp.model)
     schedule = keras.optimizers.schedules.CosineDecay(rp.lr, rp.steps, alpha=0.05)
     opt = keras.optimizers.Adam(schedule)
     loss_fn = pixel_loss("registered_l1", rp.loss_max_shift)

@@ -1,7 +1,8 @@
 """The weights a training stage starts from (``init_weights`` of train_stage).
 
-Fine-tuning starts from the pretrained model (``models/pretrain/<arch>/model.keras``, or any
-``--init`` file); pretraining and ``--no-init`` start from a fresh initialisation. The start is
+Fine-tuning starts from the pretrained model (``models/pretrain/<arch>/model.keras``), the released
+weights (``finetune.detail.init: release``) or any ``--init`` file; pretraining, ``init: none`` and
+``--no-init`` start from a fresh initialisation. The start is
 part of the checkpoint fingerprint (:func:`init_hash`), so a different start never resumes an old
 run. Start weights are copied only into a fresh run, never over a resumed checkpoint.
 """
@@ -13,11 +14,33 @@ from pathlib import Path
 
 import keras
 
+from satsr import paths
 from satsr.models import load, unwrap
 from satsr.train.errors import TrainError
 from satsr.util import sha256_file
 
 log = logging.getLogger(__name__)
+
+#: The architecture of the released weights (satsr.models.detail).
+RELEASE_ARCH = "detail"
+
+
+def start_weights(arch: str, init: str, override: Path | None = None, no_init: bool = False) -> Path | None:
+    """The file fine-tuning starts from: ``--init`` / ``--no-init`` first, else ``finetune.<arch>.init``
+    (pretrain | release | none)."""
+    if no_init:
+        return None
+    if override is not None:
+        return Path(override)
+    if init == "none":
+        return None
+    if init == "release":
+        if arch != RELEASE_ARCH:
+            raise TrainError(f"finetune.{arch}.init: release: the released weights ({paths.release_model()}) are the "
+                             f"`{RELEASE_ARCH}` architecture; fine-tune `{RELEASE_ARCH}` from them, or set "
+                             f"finetune.{arch}.init to pretrain or none")
+        return paths.release_model()
+    return paths.model_file("pretrain", arch)
 
 
 def check_init_weights(path: Path | None, name: str, arch: str) -> None:
