@@ -77,7 +77,7 @@ def test_released_weights_load_and_carry_alpha_normalization_and_harmonization(r
     model = keras.saving.load_model(paths.RELEASE_MODEL, compile=False)
     assert float(find_layer(model, "detail_strength").alpha.numpy()) == pytest.approx(release_doc["alpha"])
     assert model_range(model) == (-0.1, 1.0)
-    assert get_harmonization(model).name == "hls"
+    assert get_harmonization(model).source == "hls"
     card = (paths.RELEASE_MODEL.parent / "MODEL_CARD.md").read_text()
     assert f"Default alpha = {release_doc['alpha']:g}" in card
 

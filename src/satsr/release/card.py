@@ -19,7 +19,7 @@ LICENCES = """\
 def _fmt(g: dict[str, Any]) -> str:
     if g.get("mean") is None:
         return "n/a"
-    ci = "" if g.get("ci_low") is None else f" [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]"
+    ci = " (no CI)" if g.get("ci_low") is None else f" [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]"
     return f"{g['mean']:+.3f}{ci}"
 
 
@@ -34,9 +34,9 @@ def _table(test: dict[str, Any]) -> list[str]:
 
 
 def render(doc: dict[str, Any]) -> str:
-    a = doc["alpha"]
+    a = doc["calibration"]
     rp = doc["recipe"]
-    at = doc["test"][f"alpha_{doc['alpha']['alpha']:g}"]
+    at = doc["test"][f"alpha_{doc['alpha']:g}"]
     raw = doc["test"].get("alpha_1")
     curve = ", ".join(f"{x:g}: {c:+.3f}" for x, c in zip(a["grid"], a["val_cpsnr_gain_curve"]))
     lines = [
@@ -92,7 +92,7 @@ def render(doc: dict[str, Any]) -> str:
         *[f"- `{k}`: `{v}`" for k, v in doc["inputs"].items()],
         "",
         "## Recipe",
-        f"Registered L1 (best over +-{rp['loss_max_shift']} HR px, per-band bias removed), Adam lr {rp['lr']:g} cosine,",
+        f"Registered L1 (satsr.train.losses: shift within +-{rp['loss_max_shift']} HR px, per-band bias removed), Adam lr {rp['lr']:g} cosine,",
         f"{rp['steps']} steps of {rp['batch_size']} x {rp['lr_patch']}^2 LR patches, {rp['real_fraction']:.0%} from real pairs;",
         f"best validation step {doc['training']['best_step']}. Machine: {doc['machine']}.",
         "",

@@ -18,6 +18,7 @@ from typing import Any
 
 from satsr import __version__
 from satsr.config import Params
+from satsr.evaluate.stats import json_safe
 from satsr.release import alpha as alpha_mod
 from satsr.release import recipe
 from satsr.util import sha256_file, write_text_atomic
@@ -47,7 +48,7 @@ def evaluate_release(net: Any, data: recipe.Corpus, grid: list[float], seed: int
     a = cal["alpha"]
     alphas = sorted({0.0, a, 1.0})
     s = alpha_mod.score_chips(net, data.test, alphas)
-    return {"alpha": cal, "test": {f"alpha_{v:g}": alpha_mod.summarize(s, alphas.index(v), seed=seed) for v in alphas},
+    return {"calibration": cal, "test": {f"alpha_{v:g}": alpha_mod.summarize(s, alphas.index(v), seed=seed) for v in alphas},
             "test_chip_cpsnr_gain": {"group": s["group"].tolist(),
                                      "gain": (s["cpsnr"][:, alphas.index(a)] - s["bic_cpsnr"]).round(4).tolist()}}
 
@@ -67,7 +68,7 @@ def publish(params: Params, use_mlflow: bool = True) -> dict[str, Any]:
     data = recipe.build_corpus(rp, include_train_sim=False)
     state = json.loads((work / "state.json").read_text())
     result = evaluate_release(net, data, rp.alpha_grid, rp.seed)
-    a = result["alpha"]["alpha"]
+    a = result["calibration"]["alpha"]
     net.get_layer("detail_strength").alpha.assign(a)
     model = export_model(net, params.png.reflectance_min, params.png.reflectance_max, harmonize=harmonize.hls())
     save_model_atomic(model, out / MODEL_FILE)
@@ -87,13 +88,14 @@ def publish(params: Params, use_mlflow: bool = True) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         **result,
     }
+    doc = json_safe(doc)  # NaN (a CI of one chip) -> null
     write_text_atomic(out / METRICS_FILE, json.dumps(doc, indent=1) + "\n")
     from satsr.release.card import write_card
 
     write_card(doc, out / CARD_FILE)
     if use_mlflow:
         register(params)
-    summary = {"alpha": a, "val_cpsnr_gain": result["alpha"]["val_cpsnr_gain"]["mean"],
+    summary = {"alpha": a, "val_cpsnr_gain": result["calibration"]["val_cpsnr_gain"]["mean"],
                "test": {k: {"cpsnr_gain": v["cpsnr_gain"]["mean"], "psnr_gain": v["psnr_gain"]["mean"],
                             "worse_chips": v["chips_worse_than_bicubic"]}
                         for k, v in result["test"][f"alpha_{a:g}"].items()}}
