@@ -101,3 +101,25 @@ def write_png_dataset(root: Path, n_train: int = 3, n_val: int = 2, lr_size: int
             rows.append({"pair_id": pid, "split": split, **rel})
     pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
     return root
+
+
+def tiny_detail_net(alpha: float = 1.0, detail_scale: float = 1.0):
+    """The smallest network with a ``detail_strength`` layer (as the released model has): bicubic +
+    alpha * (random conv detail); ``detail_scale`` shrinks the tail's kernel (and so the detail)."""
+    import keras
+
+    from satsr.models import blocks
+
+    keras.utils.set_random_seed(5)
+    lr = blocks.lr_input(3)
+    x = blocks.conv(lr, 4, 3, name="head", activation="relu")
+    x = blocks.upsampler(x, 4)
+    detail = blocks.conv(x, 3, 3, name="tail_conv")
+    base = blocks.Upsample(3, "bicubic", name="lr_upsampled")(lr)
+    sr = blocks.DetailStrength(alpha, name="detail_strength")([base, detail])
+    net = keras.Model(lr, sr, name="detail_tiny")
+    if detail_scale != 1.0:
+        tail = net.get_layer("tail_conv")
+        kernel, bias = tail.get_weights()
+        tail.set_weights([kernel * detail_scale, bias])
+    return net

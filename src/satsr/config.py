@@ -174,7 +174,21 @@ def _s2sim_input(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
-class S2SimParams(Strict):
+class SensorAmplitudes(Strict):
+    """The random parts of the one sensor model (satsr.data.sensor.SensorParams), drawn per pair."""
+
+    #: LR sensor noise, std in reflectance.
+    noise_reflectance: Annotated[float, Field(ge=0, le=0.1)] = 0.004
+    #: Per-band radiometric mismatch: gain in [1 - j, 1 + j], offset in [-j, j] reflectance.
+    gain_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.03
+    offset_jitter: Annotated[float, Field(ge=0, le=0.1)] = 0.005
+    #: Misregistration: a translation of up to this many LR pixels in a random direction.
+    max_shift_lr_px: Annotated[float, Field(ge=0, le=2)] = 0.2
+    #: Change on the ground: up to this share of a chip shows other land cover on the Landsat side.
+    change_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+
+
+class S2SimParams(SensorAmplitudes):
     """Real Sentinel-2 chips with a Landsat partner simulated by satsr.data.sensor."""
 
     #: Rasters, folders or globs of real Sentinel-2 (bands ``bands`` = red, green, blue), each a path
@@ -188,16 +202,6 @@ class S2SimParams(Strict):
     #: Gaussian PSF sigma in HR (10 m) pixels, or ``calibrated``: read from ``calibration_file``.
     psf_sigma_hr_px: Annotated[float, Field(ge=0, le=10)] | Literal["calibrated"] = 1.4
     calibration_file: str = "data/calibration/calibration.json"
-    #: LR sensor noise, std in reflectance.
-    noise_reflectance: Annotated[float, Field(ge=0, le=0.1)] = 0.004
-    #: Per-band radiometric mismatch: gain in [1 - j, 1 + j], offset in [-j, j] reflectance.
-    gain_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.03
-    offset_jitter: Annotated[float, Field(ge=0, le=0.1)] = 0.005
-    #: Misregistration: a translation of up to this many LR pixels in a random direction.
-    max_shift_lr_px: Annotated[float, Field(ge=0, le=2)] = 0.2
-    #: Change on the ground: up to this share of a chip shows other land cover on the Landsat side.
-    change_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.0
-
 
 class SourceParams(Strict):
     provider: Literal["demo", "gee", "folder", "s2sim"] = "demo"
@@ -908,15 +912,14 @@ class ReleasePair(Strict):
     test: list[tuple[Fraction, Fraction]] = []
 
 
-class ReleaseSensor(Strict):
-    """Sensor-model amplitudes for the simulated pairs (satsr.data.sensor.SensorParams)."""
+class ReleaseSensor(SensorAmplitudes):
+    """Sensor-model amplitudes of the release recipe's simulated pairs (satsr.data.sensor.SensorParams)."""
 
     psf_sigma_hr_px: Annotated[float, Field(ge=0, le=5)] = 1.4
-    noise_reflectance: Annotated[float, Field(ge=0, le=0.1)] = 0.004
-    gain_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    gain_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.05
     offset_jitter: Annotated[float, Field(ge=0, le=0.1)] = 0.01
     max_shift_lr_px: Annotated[float, Field(ge=0, le=2)] = 0.25
-    change_fraction: Fraction = 0.1
+    change_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.1
 
 
 class ReleaseParams(Strict):

@@ -8,6 +8,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from scratch import tiny_detail_net
 
 from satsr import models
 from satsr.models import blocks, export, harmonize
@@ -30,15 +31,8 @@ def _net(seed: int = 0) -> keras.Model:
 
 
 def detail_net(alpha: float = 1.0) -> keras.Model:
-    """The smallest network with a ``detail_strength`` layer: bicubic + alpha * (random conv detail)."""
-    keras.utils.set_random_seed(5)
-    lr = blocks.lr_input(3)
-    x = blocks.conv(lr, 4, 3, name="head", activation="relu")
-    x = blocks.upsampler(x, 4)
-    detail = blocks.conv(x, 3, 3, name="tail_conv")
-    base = blocks.Upsample(3, "bicubic", name="lr_upsampled")(lr)
-    sr = blocks.DetailStrength(alpha, name=export.DETAIL)([base, detail])
-    return keras.Model(lr, sr, name="detail_tiny")
+    """The smallest network with a ``detail_strength`` layer (tests/scratch.py)."""
+    return tiny_detail_net(alpha)
 
 
 def _refl(seed: int = 1, h: int = 10, w: int = 12) -> np.ndarray:

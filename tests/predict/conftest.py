@@ -125,21 +125,9 @@ def bicubic_model(bicubic_model_path):
 def detail_model_path(model_dir) -> Path:
     """An exported network with a ``detail_strength`` layer (alpha 0.6), as the released model has:
     bicubic + alpha * (random conv detail)."""
-    import keras
+    from scratch import tiny_detail_net
 
-    from satsr.models import blocks
-
-    keras.utils.set_random_seed(5)
-    lr = blocks.lr_input(3)
-    x = blocks.conv(lr, 4, 3, name="head", activation="relu")
-    x = blocks.upsampler(x, 4)
-    detail = blocks.conv(x, 3, 3, name="tail_conv")
-    base = blocks.Upsample(3, "bicubic", name="lr_upsampled")(lr)
-    sr = blocks.DetailStrength(0.6, name="detail_strength")([base, detail])
-    net = keras.Model(lr, sr, name="detail_tiny")
-    tail = net.get_layer("tail_conv")
-    kernel, bias = tail.get_weights()
-    tail.set_weights([kernel * 0.05, bias])  # detail of ~0.01 reflectance: nothing hits the clip range
+    net = tiny_detail_net(0.6, detail_scale=0.05)  # detail of ~0.01 reflectance: nothing hits the clip range
     path = model_dir / "detail.keras"
     _exported(net).save(path)
     return path

@@ -23,7 +23,8 @@ def test_real_pairs_are_cut_on_their_nested_window(realdata):
     # the README's aligned window: L8 cols 1..265, rows 0..452; S2 cols 1..795, rows 0..1358
     assert homonim.lr_window == (0, 1, 453, 265) and homonim.hr_offset == (0, 1)
     assert homonim.hr.shape == (3 * 453, 3 * 265, 3)
-    s1 = corpus.load_pair(realdata / "pairs_l8s2ps/scene_1_Landsat-8.tif", realdata / "pairs_l8s2ps/scene_1_Sentinel-2.tif")
+    s1 = corpus.load_pair(realdata / "pairs_l8s2ps/scene_1_Landsat-8.tif",
+                          realdata / "pairs_l8s2ps/scene_1_Sentinel-2.tif")
     assert s1.hr_offset[0] % 3 != 0  # the 1-HR-px origin offset is taken as geometry
     assert s1.hr.shape == (3 * s1.lr.shape[0], 3 * s1.lr.shape[1], 3)
 

@@ -55,7 +55,8 @@ def _hist_panel(ax, series: Mapping[str, np.ndarray], bins: int, xlabel: str, fm
     for name, v in series.items():
         if not v.size:
             continue
-        label = f"{LABELS.get(name, name)}: mean {format(float(v.mean()), fmt)}, median {format(float(np.median(v)), fmt)}"
+        label = (f"{LABELS.get(name, name)}: mean {format(float(v.mean()), fmt)}, "
+                 f"median {format(float(np.median(v)), fmt)}")
         width, style = STYLES.get(name, (1.8, "-"))
         ax.hist(v, bins=edges, histtype="step", linewidth=width, linestyle=style, color=COLOURS.get(name),
                 label=label, alpha=0.85)
@@ -194,7 +195,8 @@ def leaderboard_markdown(board: Mapping[str, Any]) -> str:
         lines.append(
             f"| {r['rank']} | **{r['arch']}** | {r.get('registered_model') or 'not registered'} | "
             f"{_fmt(r['sr_psnr'], '.3f')} | {_fmt(r['bicubic_psnr'], '.3f')} | "
-            f"{_fmt(pg.get('mean'), '+.3f')} [{_fmt(pg.get('ci_low'), '+.3f')}, {_fmt(pg.get('ci_high'), '+.3f')}]{sig} | "
+            f"{_fmt(pg.get('mean'), '+.3f')} "
+            f"[{_fmt(pg.get('ci_low'), '+.3f')}, {_fmt(pg.get('ci_high'), '+.3f')}]{sig} | "
             f"{_fmt(sg.get('mean'), '+.4f')} [{_fmt(sg.get('ci_low'), '+.4f')}, {_fmt(sg.get('ci_high'), '+.4f')}] | "
             f"{_fmt(cg.get('mean'), '+.3f')} [{_fmt(cg.get('ci_low'), '+.3f')}, {_fmt(cg.get('ci_high'), '+.3f')}] | "
             f"{_fmt(r['hallucination'], '.3f')} ({_fmt(r['bicubic_hallucination'], '.3f')}) | "

@@ -47,10 +47,12 @@ def render(doc: dict[str, Any]) -> str:
         "",
         "## What it is",
         "SR = bicubic(LR) + alpha * detail(LR) (`src/satsr/models/detail.py`). The detail branch is a bias-free",
-        f"EDSR-style network ({rp['model']['num_blocks']} blocks x {rp['model']['num_filters']} filters) fed the LR minus its",
+        f"EDSR-style network ({rp['model']['num_blocks']} blocks x {rp['model']['num_filters']} filters) fed the LR "
+        "minus its",
         "local level, so the output is radiometry-equivariant: SR(k*LR + c) = k*SR(LR) + c per band (it behaves the",
         "same on C2 L2 reflectance, 8-bit stretches and Landsat-5 DN). Its output is high-passed (Gaussian sigma",
-        f"{rp['model']['output_highpass_sigma']} HR px), so the SR keeps bicubic's low frequencies. The saved model takes",
+        f"{rp['model']['output_highpass_sigma']} HR px), so the SR keeps bicubic's low frequencies. The saved model "
+        "takes",
         "and returns reflectance; it carries its normalization (`encode`/`decode`), the HLS v2 OLI->MSI harmonization",
         "(`harmonize`, `satsr predict --harmonize none` turns it off) and the detail strength (`detail_strength`,",
         f"`satsr predict --detail A`). **Default alpha = {a['alpha']:g}**, calibrated on validation parts only.",
@@ -92,8 +94,10 @@ def render(doc: dict[str, Any]) -> str:
         *[f"- `{k}`: `{v}`" for k, v in doc["inputs"].items()],
         "",
         "## Recipe",
-        f"Registered L1 (satsr.train.losses: shift within +-{rp['loss_max_shift']} HR px, per-band bias removed), Adam lr {rp['lr']:g} cosine,",
-        f"{rp['steps']} steps of {rp['batch_size']} x {rp['lr_patch']}^2 LR patches, {rp['real_fraction']:.0%} from real pairs;",
+        f"Registered L1 (satsr.train.losses: shift within +-{rp['loss_max_shift']} HR px, per-band bias removed), "
+        f"Adam lr {rp['lr']:g} cosine,",
+        f"{rp['steps']} steps of {rp['batch_size']} x {rp['lr_patch']}^2 LR patches, "
+        f"{rp['real_fraction']:.0%} from real pairs;",
         f"best validation step {doc['training']['best_step']}. Machine: {doc['machine']}.",
         "",
         f"Reproduce: `{doc['command']}` (params.yaml `release:`; needs `../shared/realdata`).",

@@ -19,7 +19,6 @@ from satsr.config import SCALE
 from satsr.data import nesting, sensor
 from satsr.errors import SatsrError
 
-
 #: Origins that differ by more than this from a whole number of HR px are not a nested pair.
 NON_INTEGER_TOL_HR_PX = 0.25
 #: Band files of a per-band Sentinel-2 folder (BigEarthNet), in R, G, B order.
@@ -69,7 +68,8 @@ def load_pair(lr_path: str | Path, hr_path: str | Path, pseudo_scale: float = 1.
         whole = (round(off[0]), round(off[1]))
         res = (off[0] - whole[0], off[1] - whole[1])
         if max(abs(res[0]), abs(res[1])) > NON_INTEGER_TOL_HR_PX:
-            raise CorpusError(f"{lr_path} / {hr_path}: origins differ by a non-integer {off[0]:.2f}, {off[1]:.2f} HR px")
+            raise CorpusError(f"{lr_path} / {hr_path}: origins differ by a non-integer "
+                              f"{off[0]:.2f}, {off[1]:.2f} HR px")
         nest = nesting.nested_window((a.width, a.height), (b.width, b.height), whole, off)
         if nest is None:
             raise CorpusError(f"{lr_path} / {hr_path}: the LR and HR rasters do not overlap")

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
 from satsr import __version__
 from satsr.config import Params
 from satsr.evaluate.stats import json_safe
@@ -48,7 +47,8 @@ def evaluate_release(net: Any, data: recipe.Corpus, grid: list[float], seed: int
     a = cal["alpha"]
     alphas = sorted({0.0, a, 1.0})
     s = alpha_mod.score_chips(net, data.test, alphas)
-    return {"calibration": cal, "test": {f"alpha_{v:g}": alpha_mod.summarize(s, alphas.index(v), seed=seed) for v in alphas},
+    test = {f"alpha_{v:g}": alpha_mod.summarize(s, alphas.index(v), seed=seed) for v in alphas}
+    return {"calibration": cal, "test": test,
             "test_chip_cpsnr_gain": {"group": s["group"].tolist(),
                                      "gain": (s["cpsnr"][:, alphas.index(a)] - s["bic_cpsnr"]).round(4).tolist()}}
 

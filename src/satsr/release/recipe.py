@@ -70,7 +70,7 @@ def build_corpus(rp: ReleaseParams, root: Path | None = None, include_train_sim:
         img = corpus.load_s2(path, rp.s2_fallback_scale)
         for _ in range(rp.sim_draws):
             train_sim += corpus.simulate_chips(img, rp.lr_patch, sp, rng)
-    for role, pats, target in (("val", rp.s2_val, val), ("test", rp.s2_test, test)):
+    for pats, target in ((rp.s2_val, val), (rp.s2_test, test)):
         for path in corpus.expand(pats, root):
             img = corpus.load_s2(path, rp.s2_fallback_scale)
             files += corpus.source_files(path)

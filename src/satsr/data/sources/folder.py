@@ -108,7 +108,8 @@ _DATE_RES = (
 
 LAYOUT_HELP = {
     "seed_tif": "files named <id>_<date>_L8_<lon>_<lat>.tif and <id>_<date>_S2_<lon>_<lat>.tif",
-    "seed_png": "sub-folders train_LR, train_HR, val_LR, val_HR (optionally test_*) with the same file names in LR and HR",
+    "seed_png": "sub-folders train_LR, train_HR, val_LR, val_HR (optionally test_*) with the same file names "
+                "in LR and HR",
     "pattern": "files matching source.folder.lr_pattern / hr_pattern (regexes with a named group 'key')",
 }
 
