@@ -44,11 +44,12 @@ def _keras(path: Path, lo: float, hi: float):
 def _release(path: Path, alpha: float | None):
     import keras
 
-    from satsr.models.export import find_layer, set_harmonization
+    from satsr.models.export import find_layer, is_exported, set_harmonization
     from satsr.models.harmonize import identity
 
     model = keras.saving.load_model(path, compile=False)
-    set_harmonization(model, identity(model.input_shape[-1]))  # score detail, not the product's radiometry
+    if is_exported(model):  # score detail, not the product's radiometry (a bare network has no map)
+        set_harmonization(model, identity(model.input_shape[-1]))
     stored = float(find_layer(model, "detail_strength").alpha.numpy())
     if alpha is not None:
         find_layer(model, "detail_strength").alpha.assign(alpha)
@@ -133,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, groups in results.items():
         for g, v in groups.items():
             c, p = v["cpsnr_gain"], v["psnr_gain"]
+            ci = "(one chip)" if v["chips"] < 2 else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
             lines.append(f"| {name} | {g} | {v['chips']} | {p['mean']:+.3f} | {c['mean']:+.3f} "
-                         f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {v['min_chip_cpsnr_gain']:+.3f} | "
+                         f"{ci} | {v['min_chip_cpsnr_gain']:+.3f} | "
                          f"{v['chips_worse']} | {v['lr_l1']:.4f} ({v['bicubic_lr_l1']:.4f}) |")
     table = "\n".join(lines)
     print(table)
