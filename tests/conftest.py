@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: F401  (real `mlflow server`)
 from fixtures_postgres import postgres_server, postgres_url  # noqa: F401  (real PostgreSQL)
+from scratch import smooth_field
 
-from satsr.config import Params, SourceParams
+from satsr.config import SCALE, Params, SourceParams
 from satsr.data import grids
 from satsr.data.geotiff import write_geotiff
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
+from satsr.data.registration import area_downsample
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SATSR_SHARED", REPO.parent / "shared"))
@@ -26,22 +28,6 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real data folder {REALDATA} is absent (only present beside the team's checkout)")
     return REALDATA
-
-
-def smooth_field(rng: np.random.Generator, size: int, bands: int = 3) -> np.ndarray:
-    """A textured reflectance field (bands, size, size) in roughly [0.02, 0.25]."""
-    from scipy.ndimage import gaussian_filter
-
-    base = gaussian_filter(rng.normal(size=(size, size)), sigma=size / 16) * 8
-    detail = gaussian_filter(rng.normal(size=(size, size)), sigma=2)
-    grey = 0.1 + 0.05 * np.tanh(base) + 0.02 * detail
-    tints = np.array([1.0, 0.9, 0.7])[:bands, None, None]
-    return np.clip(grey[None] * tints, 0.01, 0.9).astype(np.float32)
-
-
-def area_downsample(hr: np.ndarray, factor: int = 3) -> np.ndarray:
-    b, h, w = hr.shape
-    return hr.reshape(b, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
 
 
 @pytest.fixture
@@ -58,7 +44,7 @@ def make_pair(tmp_path):
         crs = f"EPSG:{grids.utm_epsg(lon, lat)}"
         lr_grid, hr_grid = grids.nested_grids(500000.0, 9600000.0, crs, lr_size)
         hr = smooth_field(rng, lr_size * 3)
-        lr = area_downsample(hr)
+        lr = area_downsample(hr, SCALE)
         lr_path = folder / f"{name}_L8.tif"
         hr_path = folder / f"{name}_S2.tif"
         write_geotiff(lr_path, L8_C2_L2.from_reflectance(lr), lr_grid, L8_C2_L2, LANDSAT_RGB, {"SENSOR": "L8"})

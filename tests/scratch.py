@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 #: What a pipeline copy needs: definitions, code, committed review list.
@@ -123,3 +124,14 @@ def tiny_detail_net(alpha: float = 1.0, detail_scale: float = 1.0):
         kernel, bias = tail.get_weights()
         tail.set_weights([kernel * detail_scale, bias])
     return net
+
+
+def smooth_field(rng: np.random.Generator, size: int, bands: int = 3) -> np.ndarray:
+    """A textured reflectance field (bands, size, size) in roughly [0.02, 0.25]."""
+    from scipy.ndimage import gaussian_filter
+
+    base = gaussian_filter(rng.normal(size=(size, size)), sigma=size / 16) * 8
+    detail = gaussian_filter(rng.normal(size=(size, size)), sigma=2)
+    grey = 0.1 + 0.05 * np.tanh(base) + 0.02 * detail
+    tints = np.array([1.0, 0.9, 0.7])[:bands, None, None]
+    return np.clip(grey[None] * tints, 0.01, 0.9).astype(np.float32)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 from PIL import Image
+from scratch import smooth_field
 
 from satsr.config import FolderParams, Params, PngParams, SourceParams
 from satsr.data import grids
@@ -18,6 +19,7 @@ from satsr.data.geotiff import encoding_of, read_raster, write_geotiff
 from satsr.data.manifest import COLUMNS
 from satsr.data.png import read_png16, run_png
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
+from satsr.data.registration import area_downsample
 from satsr.data.sources import folder, run_source
 from satsr.data.split import run_split
 
@@ -418,11 +420,10 @@ def _synthetic_scene(folder_: Path, name: str, offset: tuple[int, int], lie: tup
                      lr_size: int = 40, short: tuple[int, int] = (4, 1), seed: int = 0) -> tuple[Path, Path]:
     """An L8 / S2 pair on one UTM grid whose S2 file starts ``offset`` HR px below / right of the L8
     origin and is ``short`` (cols, rows) HR px short of 3x; its georeference is off by ``lie`` HR px."""
-    from conftest import area_downsample, smooth_field
 
     rng = np.random.default_rng(seed)
     field_ = smooth_field(rng, 3 * lr_size + 12)[:, :3 * lr_size, :3 * lr_size]  # HR ground on the LR sub-grid
-    lr = area_downsample(field_)
+    lr = area_downsample(field_, 3)
     oy, ox = offset
     hr = field_[:, oy:3 * lr_size - short[1], ox:3 * lr_size - short[0]]
     x0, y0 = 500000.0, 9600000.0
@@ -453,9 +454,8 @@ def test_pattern_nests_offset_and_short_scenes(tmp_path, offset, lie, coregister
     for row in df.itertuples():  # the HR chip is the LR chip's ground: block means agree
         lr = read_raster(raw / row.lr_file).data.astype(float) * 2.75e-5 - 0.2
         hr = read_raster(raw / row.hr_file).data.astype(float) * 1e-4
-        from conftest import area_downsample
 
-        np.testing.assert_allclose(area_downsample(hr), lr, atol=2e-4)
+        np.testing.assert_allclose(area_downsample(hr, 3), lr, atol=2e-4)
     assert (report["status"] == "accepted").all() and report["shift_px"].max() <= 0.1
     tag = read_raster(raw / df["hr_file"].iloc[0]).tags[folder.TAG_NESTING]
     assert f"HR cut at ({offset[0]}, {offset[1]})" in tag

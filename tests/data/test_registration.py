@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import smooth_field
 from scipy import ndimage as ndi
+from scratch import smooth_field
 
 from satsr.data.registration import apply_shift, area_downsample, pearson_r, phase_shift, to_grey
 

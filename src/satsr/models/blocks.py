@@ -251,6 +251,23 @@ def gaussian_kernel_1d(sigma: float) -> tuple[list[float], int]:
     return [t / total for t in taps], radius
 
 
+def _pad_mirror(x, r: int):
+    """Reflect-pad H and W by ``r`` for ANY size: REFLECT needs the pad below the side, so small inputs
+    (a scene's last strip of tiles) are padded in steps, and a 1-px side by SYMMETRIC steps. An input
+    larger than ``r`` gets exactly one REFLECT pad."""
+    zero = tf.zeros(2, tf.int32)
+    for axis in (1, 2):
+        rem = tf.constant(r)
+        for mode, room in (("REFLECT", 1), ("SYMMETRIC", 0)):
+            for _ in range(r):
+                p = tf.minimum(rem, tf.maximum(tf.shape(x)[axis] - room, 0))
+                pp = tf.stack([p, p])
+                pads = tf.stack([zero, pp if axis == 1 else zero, pp if axis == 2 else zero, zero])
+                x = tf.cond(p > 0, lambda x=x, pads=pads, mode=mode: tf.pad(x, pads, mode=mode), lambda x=x: x)
+                rem = rem - p
+    return x
+
+
 def gaussian_blur(x, sigma: float):
     """Separable per-channel Gaussian low-pass with reflect padding (no zero-padding edge)."""
     taps, r = gaussian_kernel_1d(sigma)
@@ -258,7 +275,7 @@ def gaussian_blur(x, sigma: float):
     k = tf.constant(taps, dtype=x.dtype)
     ky = tf.tile(tf.reshape(k, (-1, 1, 1, 1)), tf.stack([1, 1, c, 1]))
     kx = tf.tile(tf.reshape(k, (1, -1, 1, 1)), tf.stack([1, 1, c, 1]))
-    y = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    y = _pad_mirror(x, r)
     y = tf.nn.depthwise_conv2d(y, ky, [1, 1, 1, 1], "VALID")
     return tf.nn.depthwise_conv2d(y, kx, [1, 1, 1, 1], "VALID")
 
