@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         predictors["simulated-only (alpha 1)"] = _release(args.sim_only, 1.0)[0]
     results: dict = {}
     for name, fn in predictors.items():
-        s = A.score_fn(fn, data.test)
+        s = A.score_fn(fn, data.test, A.Scoring.of(params.evaluate))
         results[name] = {"all": summarize(s)}
         for g in sorted(set(s["group"].tolist())):
             keep = s["group"] == g

@@ -64,6 +64,14 @@ class SensorParams:
         return math.ceil(kernel_reach(self.psf_sigma_hr_px, SCALE * self.max_shift_lr_px)) + SCALE
 
 
+def from_amplitudes(amp: Any, sigma: float, bandpass: bool = True) -> SensorParams:
+    """SensorParams from a params section holding the amplitudes (config.SensorAmplitudes: source.s2sim,
+    release.sensor) and the PSF sigma (a number there, or a calibrated one)."""
+    return SensorParams(psf_sigma_hr_px=sigma, noise_reflectance=amp.noise_reflectance, gain_jitter=amp.gain_jitter,
+                        offset_jitter=amp.offset_jitter, max_shift_lr_px=amp.max_shift_lr_px,
+                        change_fraction=amp.change_fraction, bandpass=bandpass)
+
+
 def hls_rgb(values: tuple[float, float, float], bands: int = 3) -> np.ndarray:
     """A per-band coefficient as a (bands, 1, 1) float32 array (R, G, B)."""
     a = np.asarray(values[:bands], np.float32)

@@ -41,12 +41,13 @@ def save_model_atomic(model: Any, dest: Path) -> None:
         os.replace(path, dest)
 
 
-def evaluate_release(net: Any, data: recipe.Corpus, grid: list[float], seed: int = 0) -> dict[str, Any]:
+def evaluate_release(net: Any, data: recipe.Corpus, grid: list[float], sc: alpha_mod.Scoring,
+                     seed: int = 0) -> dict[str, Any]:
     """alpha from validation; test scores at that alpha and at alpha = 1 (the raw network)."""
-    cal = alpha_mod.calibrate_alpha(net, data.val, grid, seed=seed)
+    cal = alpha_mod.calibrate_alpha(net, data.val, grid, seed=seed, sc=sc)
     a = cal["alpha"]
     alphas = sorted({0.0, a, 1.0})
-    s = alpha_mod.score_chips(net, data.test, alphas)
+    s = alpha_mod.score_chips(net, data.test, alphas, sc)
     test = {f"alpha_{v:g}": alpha_mod.summarize(s, alphas.index(v), seed=seed) for v in alphas}
     return {"calibration": cal, "test": test,
             "test_chip_cpsnr_gain": {"group": s["group"].tolist(),
@@ -67,7 +68,8 @@ def publish(params: Params, use_mlflow: bool = True) -> dict[str, Any]:
     net = keras.saving.load_model(trained, compile=False)
     data = recipe.build_corpus(rp, include_train_sim=False)
     state = json.loads((work / "state.json").read_text())
-    result = evaluate_release(net, data, rp.alpha_grid, rp.seed)
+    sc = alpha_mod.Scoring.of(params.evaluate)
+    result = evaluate_release(net, data, rp.alpha_grid, sc, rp.seed)
     a = result["calibration"]["alpha"]
     net.get_layer("detail_strength").alpha.assign(a)
     model = export_model(net, params.png.reflectance_min, params.png.reflectance_max, harmonize=harmonize.hls())
@@ -79,7 +81,7 @@ def publish(params: Params, use_mlflow: bool = True) -> dict[str, Any]:
         "recipe": rp.model_dump(mode="json"), "command": COMMAND,
         "training": {k: state.get(k) for k in ("best_step", "best_gain", "history")},
         "conventions": {"metric_module": "satsr.evaluate.metrics", "data_range": 1.0,
-                        "border_hr_px": alpha_mod.BORDER, "cpsnr_max_shift_hr_px": alpha_mod.MAX_SHIFT,
+                        "border_hr_px": sc.border, "cpsnr_max_shift_hr_px": sc.max_shift,
                         "bias": "per-band mean removed (cPSNR only)", "baseline": "Pillow bicubic (Keys a=-0.5)",
                         "bands": "RGB, mean over chips", "chip_lr_px": rp.eval_chip,
                         "units": "reflectance (pairs: 8-bit DN/255 x pseudo_scale)",

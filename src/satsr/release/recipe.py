@@ -37,10 +37,7 @@ class Corpus:
 
 
 def sensor_params(rp: ReleaseParams) -> sensor.SensorParams:
-    s = rp.sensor
-    return sensor.SensorParams(psf_sigma_hr_px=s.psf_sigma_hr_px, noise_reflectance=s.noise_reflectance,
-                               gain_jitter=s.gain_jitter, offset_jitter=s.offset_jitter,
-                               max_shift_lr_px=s.max_shift_lr_px, change_fraction=s.change_fraction)
+    return sensor.from_amplitudes(rp.sensor, rp.sensor.psf_sigma_hr_px)
 
 
 def build_corpus(rp: ReleaseParams, root: Path | None = None, include_train_sim: bool = True) -> Corpus:
@@ -148,6 +145,7 @@ def train_release(params: Params, work_dir: Path | None = None) -> dict:
     state = json.loads(state_file.read_text()) if state_file.exists() and manager.latest_checkpoint else \
         {"best_gain": None, "best_step": None, "history": []}
     sampler = Sampler(data, rp, rp.seed + int(ckpt.step))
+    scoring = alpha_mod.Scoring.of(params.evaluate)
 
     @tf.function(reduce_retracing=True)
     def step(lr, hr):
@@ -167,7 +165,7 @@ def train_release(params: Params, work_dir: Path | None = None) -> dict:
         if s % rp.checkpoint_every == 0 or s == rp.steps:
             manager.save(checkpoint_number=s)
         if s % rp.validate_every == 0 or s == rp.steps:
-            gain = alpha_mod.mean_gain(net, data.val, 1.0)
+            gain = alpha_mod.mean_gain(net, data.val, 1.0, scoring)
             state["history"].append({"step": s, "loss": float(np.mean(losses)), "val_cpsnr_gain_alpha1": gain,
                                      "seconds": round(time.time() - t0, 1)})
             log.info("step %d loss %.5f val cPSNR gain (alpha 1) %+.3f dB (%.0f s)", s, np.mean(losses), gain,

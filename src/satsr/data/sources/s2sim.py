@@ -218,10 +218,7 @@ def resolved_sigma(sp: S2SimParams) -> float:
 
 
 def sensor_params(sp: S2SimParams, physical: bool) -> sensor.SensorParams:
-    return sensor.SensorParams(psf_sigma_hr_px=resolved_sigma(sp), noise_reflectance=sp.noise_reflectance,
-                               gain_jitter=sp.gain_jitter, offset_jitter=sp.offset_jitter,
-                               max_shift_lr_px=sp.max_shift_lr_px, change_fraction=sp.change_fraction,
-                               bandpass=physical)
+    return sensor.from_amplitudes(sp, resolved_sigma(sp), bandpass=physical)
 
 
 # ----------------------------------------------------------------------------------- one file
