@@ -30,7 +30,9 @@ setup: $(VENV)/bin/python
 	  echo "$(LOCK_HASH)" > $(STAMP); \
 	else echo "$(VENV) is up to date with requirements.lock"; fi
 
+# params first: dvc repro deletes a stage's outputs before the stage could reject bad parameters
 demo: setup
+	$(RUN) satsr params --check
 	$(RUN) dvc repro
 	@$(RUN) dvc metrics show
 

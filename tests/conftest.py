@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_mlflow import mlflow_server, mlflow_server_started  # noqa: F401  (real `mlflow server`)
+from fixtures_mlflow import (  # noqa: F401  (real `mlflow server`, and one with the basic-auth app)
+    mlflow_auth_server,
+    mlflow_server,
+    mlflow_server_started,
+)
 from fixtures_postgres import postgres_server, postgres_url  # noqa: F401  (real PostgreSQL)
 from scratch import smooth_field
 

@@ -14,11 +14,18 @@ schema migrations), so it is split in two fixtures: ``mlflow_server_started`` la
 and returns at once; ``mlflow_server`` waits for ``GET /health`` and returns the URL. A test module
 can request the first one early (e.g. from an autouse fixture) and call ``wait_healthy()`` only when
 it needs the server, so that start-up overlaps with its other work.
+
+``mlflow_auth_server`` is the same server with MLflow's basic-auth app on, configured by the compose
+stack's own docker/mlflow-auth.ini (only its user-store URI moved to a sqlite file in the temporary
+folder), with a random admin password and Flask key. tests/conftest.py enables it like the others;
+its server starts only when a test asks for it.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -37,10 +44,15 @@ import pytest
 #: busy cores, so the default leaves room.
 START_TIMEOUT_S = float(os.environ.get("SATSR_MLFLOW_SERVER_TIMEOUT", "120"))
 
+REPO = Path(__file__).resolve().parents[1]
+#: The compose stack's settings of MLflow's basic-auth app.
+AUTH_INI = REPO / "docker" / "mlflow-auth.ini"
+
 #: Environment that selects or shapes an MLflow store (satsr.tracking's rule, DVC's variables, HTTP
 #: retries): cleared for a test, so the caller's shell cannot redirect it, and restored afterwards.
 MLFLOW_ENV_KEYS = ("MLFLOW_TRACKING_URI", "SATSR_TRACKING_ROOT", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV",
-                   "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+                   "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
+                   "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 @contextmanager
@@ -125,14 +137,35 @@ class MlflowServer:
             pass
 
 
-def start_server(root: Path) -> MlflowServer:
+@dataclass
+class AuthMlflowServer(MlflowServer):
+    """A server with the basic-auth app: its admin's name and password."""
+
+    admin: str = "admin"
+    admin_password: str = ""
+
+
+def write_auth_config(root: Path) -> Path:
+    """docker/mlflow-auth.ini with its user store in ``root/auth.db`` (the stack's is PostgreSQL)."""
+    config = configparser.ConfigParser()
+    config.read_string(AUTH_INI.read_text())
+    config["mlflow"]["database_uri"] = f"sqlite:///{root / 'auth.db'}"
+    path = root / "auth.ini"
+    with open(path, "w") as f:
+        config.write(f)
+    return path
+
+
+def start_server(root: Path, extra_env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> MlflowServer:
     """Launch ``mlflow server`` on a free port with its store in ``root``; do not wait."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "DVC_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_", "DVC_"))}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "mlflow", "server",
+    env.update(extra_env or {})
+    cmd = [sys.executable, "-m", "mlflow", "server", *extra_args,
            "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
@@ -158,3 +191,25 @@ def mlflow_server_started(tmp_path_factory) -> Iterator[MlflowServer]:
 def mlflow_server(mlflow_server_started: MlflowServer) -> str:
     """URL (``http://127.0.0.1:PORT``) of a healthy, real MLflow tracking + registry server."""
     return mlflow_server_started.wait_healthy()
+
+
+def start_auth_server(root: Path) -> AuthMlflowServer:
+    """Launch ``mlflow server --app-name basic-auth`` (compose's auth.ini, random admin password)."""
+    root.mkdir(parents=True, exist_ok=True)
+    admin_password = secrets.token_hex(16)
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(root)), "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+           "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    server = start_server(root, env, ("--app-name", "basic-auth"))
+    return AuthMlflowServer(url=server.url, root=server.root, proc=server.proc, log_file=server.log_file,
+                            admin="admin", admin_password=admin_password)
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory) -> Iterator[AuthMlflowServer]:
+    """A healthy MLflow server with the basic-auth app; stopped at the end of the session."""
+    server = start_auth_server(tmp_path_factory.mktemp("mlflow_auth_server"))
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()

@@ -1,12 +1,16 @@
 """The `satsr` console script: --help for every subcommand, params errors exit cleanly."""
 
+import errno
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from satsr.cli import build_parser, main
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["source", "filter", "split", "png", "natural", "pretrain", "tune", "finetune", "evaluate", "select",
                "calibrate", "predict", "params"]
 
@@ -132,3 +136,69 @@ def test_missing_gee_credentials_end_with_the_help_not_a_traceback(tmp_path):
                            str(tmp_path / "raw")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "satsr: No Earth Engine credentials found." in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------ issue 13: params --check, machine errors, SATSR_DEBUG
+def test_params_check_validates_in_one_line(tmp_path, capsys):
+    good = tmp_path / "params.yaml"
+    good.write_text("seed: 3\n")
+    assert main(["params", "--check", "--params", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{good}: valid (") and out.count("\n") == 1
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("split:\n  seed: 1\n  seed: 2\n")
+    assert main(["params", "--check", "--params", str(dup)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"satsr: {dup}: line 3: duplicate key 'seed' (expected each key once per section; " \
+                  "it is first set at line 2)\n"
+
+
+def test_params_check_needs_no_tensorflow(tmp_path):
+    """Cheap enough to run before every `dvc repro` (make demo does)."""
+    code = ("import sys; from satsr.cli import main; rc = main(['params', '--check']); "
+            "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_make_demo_checks_params_before_dvc_repro():
+    demo = (REPO_ROOT / "Makefile").read_text().split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert demo.index("satsr params --check") < demo.index("dvc repro")
+
+
+@pytest.mark.parametrize("err, words", [
+    (OSError(errno.ENOSPC, "No space left on device", "data/raw/manifest.csv"),
+     "satsr: data/raw/manifest.csv: No space left on device (expected free space on that file system"),
+    (PermissionError(errno.EACCES, "Permission denied", "/ro/raw"),
+     "satsr: /ro/raw: Permission denied (expected read/write permission"),
+    (OSError(errno.EROFS, "Read-only file system", "/mnt/x.tif"),
+     "satsr: /mnt/x.tif: Read-only file system (expected a writable file system)"),
+    (ConnectionError("Connection refused"),
+     "satsr: source: network error: Connection refused (expected a reachable network service"),
+    (socket.gaierror(-3, "Temporary failure in name resolution"),
+     "satsr: source: network error: Temporary failure in name resolution (expected"),
+    (TimeoutError("timed out"), "satsr: source: network error: timed out (expected"),
+])
+def test_machine_errors_are_one_line_without_a_traceback(err, words, monkeypatch, tmp_path, capsys):
+    """A full disk, a missing permission or a network failure is the machine's state, not a bug."""
+    _raise_from_source(monkeypatch, err)
+    assert main(["source", *_tmp_args(tmp_path)]) == 1
+    text = capsys.readouterr().err
+    assert words in text and "Traceback" not in text
+    assert len([line for line in text.splitlines() if line.startswith("satsr: ")]) == 1
+
+
+def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):
+    """A FileNotFoundError that no stage turned into a MissingInputError is a bug: it must show where."""
+    _raise_from_source(monkeypatch, FileNotFoundError(errno.ENOENT, "No such file or directory", "x"))
+    with pytest.raises(FileNotFoundError):
+        main(["source", *_tmp_args(tmp_path)])
+
+
+@pytest.mark.parametrize("value, shown", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_satsr_debug_env_adds_the_traceback(value, shown, monkeypatch, tmp_path, capsys):
+    """DVC runs stages/*.py without --debug; SATSR_DEBUG=1 dvc repro shows the traceback."""
+    monkeypatch.setenv("SATSR_DEBUG", value)
+    _raise_from_source(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "f"))
+    assert main(["source", *_tmp_args(tmp_path)]) == 1
+    assert ("Traceback (most recent call last)" in capsys.readouterr().err) is shown

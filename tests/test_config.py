@@ -108,3 +108,62 @@ def test_dvc_stages_per_architecture_come_from_params_archs():
     assert set(per_arch) == {"pretrain", "finetune", "tune", "evaluate"}
     assert all(dvc["stages"][name]["foreach"] == "${archs}" for name in per_arch)
     assert load_params(REPO / "params.yaml").archs  # the list those stages expand
+
+
+# ------------------------------------------------------------------ issue 13, item 4: empty file, duplicate keys
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+def test_an_empty_params_file_is_an_error_not_all_defaults(tmp_path, text):
+    empty = tmp_path / "params.yaml"
+    empty.write_text(text)
+    with pytest.raises(ParamsError) as info:
+        load_params(empty)
+    assert str(info.value) == (f"{empty}: the file is empty (expected a YAML mapping of parameters; "
+                               "write {} to use every default)")
+
+
+def test_an_explicit_empty_mapping_means_every_default(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("{}\n")
+    assert load_params(path) == Params()
+
+
+@pytest.mark.parametrize("text, key, line, first", [
+    ("seed: 1\nsource:\n  lr_size: 16\n  provider: demo\n  lr_size: 32\n", "lr_size", 5, 3),
+    ("seed: 1\nseed: 2\n", "seed", 2, 1),
+    ("source:\n  demo:\n    seed: 1\nsplit:\n  seed: 2\nsource:\n  lr_size: 32\n", "source", 6, 1),
+])
+def test_a_duplicate_key_is_an_error_naming_key_and_line(tmp_path, text, key, line, first):
+    """PyYAML keeps the last of two equal keys silently; load_params refuses. Equal keys in different
+    sections (source.demo.seed, split.seed) are fine."""
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert message == (f"{path}: line {line}: duplicate key {key!r} (expected each key once per section; "
+                       f"it is first set at line {first})")
+    assert "\n" not in message
+
+
+def test_the_repo_params_yaml_has_no_duplicate_keys():
+    load_params(REPO / "params.yaml")  # the strict loader: raises on a duplicate
+
+
+def test_a_yaml_syntax_error_is_one_line_with_the_line_number(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("source:\n  lr_size: [16\nsplit: {}\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(bad)
+    assert str(info.value).startswith(f"{bad}: line ") and "not valid YAML" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"split": {"train": 0.9, "val": 0.0, "test": 0.1}}, "val must be > 0"),
+    ({"split": {"train": 0.0, "val": 0.5, "test": 0.5}}, "train must be > 0"),
+    ({"split": {"train": 0.9, "val": 0.1, "test": 0.0}}, "allow_empty_test: true"),
+])
+def test_split_fractions_that_leave_train_val_or_test_empty(raw, words):
+    with pytest.raises(ParamsError, match=words):
+        parse_params(raw)
+    assert parse_params({"split": {"train": 0.9, "val": 0.1, "test": 0.0, "allow_empty_test": True}}).split.test == 0

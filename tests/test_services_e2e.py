@@ -4,8 +4,12 @@ No Docker engine is needed. The MLflow server is started with the *same* command
 as the ``mlflow`` service of docker/compose.yaml (read from that file, ``${VAR:-default}`` taken
 at its default), with only what differs on a host replaced: 127.0.0.1 and a free port instead of
 0.0.0.0:5000, a temporary folder instead of the artifact volume, the test PostgreSQL
-(tests/fixtures_postgres.py) instead of the ``postgres`` service. Then, through the server's HTTP
-API only: a run logs a small satsr Keras model, it is registered, the ``champion`` alias is set
+(tests/fixtures_postgres.py) instead of the ``postgres`` service. The server runs MLflow's basic-auth
+app as in compose: its settings are the stack's own docker/mlflow-auth.ini (the compose config), its
+user store in the same PostgreSQL database (reached through libpq's PG* variables, as in compose),
+and the admin's password and Flask key random, as docker/.env would give them. Then, through the
+server's HTTP API only and logged in as the trainers' account (created by the admin over the REST
+API): a run logs a small satsr Keras model, it is registered, the ``champion`` alias is set
 with the REST API, and the model is downloaded back through the artifact proxy
 (``mlflow-artifacts:``), loaded, and gives the same output on a fixed input.
 
@@ -16,20 +20,24 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from fixtures_mlflow import MlflowServer, free_port, isolated_mlflow_env
+from fixtures_mlflow import AuthMlflowServer, free_port, isolated_mlflow_env
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker" / "compose.yaml"
 _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+#: The trainers' account on the server (MLFLOW_TRACKING_USERNAME / _PASSWORD in compose).
+TRAINER = ("trainer", secrets.token_hex(16))
 
 
 def compose_default(value: str) -> str:
@@ -65,6 +73,13 @@ def mlflow_on_postgres(postgres_server, tmp_path_factory):
     env.update({k: compose_default(v) for k, v in service["environment"].items()})
     assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://")
     env["MLFLOW_BACKEND_STORE_URI"] = backend
+    # basic-auth: the compose config's host file, this PostgreSQL, and what docker/.env would hold
+    config = yaml.safe_load(COMPOSE.read_text())["configs"]
+    [mount] = [c for c in service["configs"] if c["target"] == env["MLFLOW_AUTH_CONFIG_PATH"]]
+    env["MLFLOW_AUTH_CONFIG_PATH"] = str((COMPOSE.parent / config[mount["source"]]["file"]).resolve())
+    env.update(PGHOST=postgres_server.host, PGPORT=str(postgres_server.port), PGUSER=postgres_server.user,
+               MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(16), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
+    env.pop("PGPASSWORD", None)  # the test cluster trusts local connections
     env["PYTHONUNBUFFERED"] = "1"
     port = free_port()
     cmd = native_mlflow_command(service, port, root / "artifacts")
@@ -72,7 +87,8 @@ def mlflow_on_postgres(postgres_server, tmp_path_factory):
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    server = MlflowServer(url=f"http://127.0.0.1:{port}", root=root, proc=proc, log_file=log_file)
+    server = AuthMlflowServer(url=f"http://127.0.0.1:{port}", root=root, proc=proc, log_file=log_file,
+                              admin=env["MLFLOW_AUTH_ADMIN_USERNAME"], admin_password=env["MLFLOW_AUTH_ADMIN_PASSWORD"])
     try:
         yield server
     finally:
@@ -87,7 +103,8 @@ def _launch_early(mlflow_on_postgres):
 @pytest.fixture
 def tracking_env(mlflow_on_postgres):
     """MLFLOW_TRACKING_URI -> the server (short HTTP retries); everything restored afterwards."""
-    with isolated_mlflow_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_TIMEOUT="60"):
+    with isolated_mlflow_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+                             MLFLOW_TRACKING_USERNAME=TRAINER[0], MLFLOW_TRACKING_PASSWORD=TRAINER[1]):
         yield mlflow_on_postgres
 
 
@@ -150,12 +167,23 @@ def test_mlflow_server_as_in_compose_on_postgres(tracking_env, postgres_server, 
     url = server.wait_healthy()
     api = f"{url}/api/2.0/mlflow"
 
+    # basic-auth: anonymous requests are refused; the admin creates the trainers' account.
+    anonymous = requests.get(f"{api}/experiments/search", params={"max_results": 1}, timeout=30)
+    assert anonymous.status_code == 401, anonymous.status_code
+    created = requests.post(f"{api}/users/create", json={"username": TRAINER[0], "password": TRAINER[1]},
+                            auth=(server.admin, server.admin_password), timeout=30)
+    assert created.status_code == 200, created.text
+    with engine_of(postgres_server) as conn:  # the user store is in MLflow's own database
+        import sqlalchemy as sa
+
+        assert TRAINER[0] in conn.execute(sa.text("SELECT username FROM users")).scalars().all()
+
     # The Host headers compose allows: the trainer's `mlflow:5000` passes, any other name does not.
     ok = requests.get(f"{api}/experiments/search", params={"max_results": 1},
-                      headers={"Host": "mlflow:5000"}, timeout=30)
+                      headers={"Host": "mlflow:5000"}, auth=TRAINER, timeout=30)
     assert ok.status_code == 200, ok.text
     bad = requests.get(f"{api}/experiments/search", params={"max_results": 1},
-                       headers={"Host": "attacker.example:5000"}, timeout=30)
+                       headers={"Host": "attacker.example:5000"}, auth=TRAINER, timeout=30)
     assert bad.status_code in (400, 403), bad.status_code
 
     os.environ["MLFLOW_TRACKING_URI"] = url
@@ -166,11 +194,11 @@ def test_mlflow_server_as_in_compose_on_postgres(tracking_env, postgres_server, 
     assert (info.name, info.version, info.run_id) == ("satsr-edsr", 1, run.run_id)
 
     # The alias through the REST API, as any client (or the UI) would set it.
-    resp = requests.post(f"{api}/registered-models/alias", timeout=30,
+    resp = requests.post(f"{api}/registered-models/alias", timeout=30, auth=TRAINER,
                          json={"name": "satsr-edsr", "alias": "champion", "version": "1"})
     assert resp.status_code == 200, resp.text
     resp = requests.get(f"{api}/registered-models/alias", params={"name": "satsr-edsr", "alias": "champion"},
-                        timeout=30)
+                        auth=TRAINER, timeout=30)
     assert resp.status_code == 200, resp.text
     version = resp.json()["model_version"]
     assert version["version"] == "1" and "champion" in version.get("aliases", [])
@@ -178,7 +206,8 @@ def test_mlflow_server_as_in_compose_on_postgres(tracking_env, postgres_server, 
 
     # Artifacts are proxied: the client only ever sees mlflow-artifacts:, the files are in the
     # server's --artifacts-destination.
-    run_info = requests.get(f"{api}/runs/get", params={"run_id": run.run_id}, timeout=30).json()["run"]["info"]
+    run_info = requests.get(f"{api}/runs/get", params={"run_id": run.run_id}, auth=TRAINER,
+                            timeout=30).json()["run"]["info"]
     assert run_info["artifact_uri"].startswith("mlflow-artifacts:/"), run_info["artifact_uri"]
     assert list((server.root / "artifacts").rglob("*.keras")), "no .keras file in the artifact destination"
 
@@ -198,5 +227,18 @@ def test_mlflow_server_as_in_compose_on_postgres(tracking_env, postgres_server, 
                                 {"r": run.run_id}).scalar() == 1
             assert conn.execute(sa.text("SELECT name, version FROM model_versions")).all() == [("satsr-edsr", 1)]
             assert conn.execute(sa.text("SELECT alias FROM registered_model_aliases")).scalars().all() == ["champion"]
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def engine_of(postgres_server, database: str = "mlflow"):
+    """A SQLAlchemy connection to the test PostgreSQL's ``database``, disposed afterwards."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_server.url(database))
+    try:
+        with engine.connect() as conn:
+            yield conn
     finally:
         engine.dispose()

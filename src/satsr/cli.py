@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import shutil
+import socket
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from satsr import __version__, paths
-from satsr.config import ARCH_NAMES, flatten, load_params
+from satsr.config import ARCH_NAMES, Params, flatten, load_params
 from satsr.errors import SatsrError
 
 log = logging.getLogger("satsr")
@@ -37,8 +40,28 @@ def _copy_metrics(src: Path, dst: Path) -> None:
 def cmd_source(args: argparse.Namespace) -> None:
     from satsr.data.sources import run_source
 
-    df = run_source(load_params(args.params), args.out)
+    params = load_params(args.params)
+    if args.plan:
+        if params.source.provider != "gee":
+            raise SatsrError(f"source --plan describes Earth Engine requests; source.provider is "
+                             f"{params.source.provider!r} (set source.provider=gee)")
+        from satsr.data.sources.gee import describe_plan
+
+        print(describe_plan(params))
+        return
+    df = run_source(params, args.out)
     log.info("source: %d pairs in %s", len(df), args.out)
+
+
+def cmd_ee_check(args: argparse.Namespace) -> None:
+    from satsr.data.sources.gee import GeeError
+    from satsr.data.sources.gee.check import ee_check
+
+    report, mismatches = ee_check(load_params(args.params))
+    print(report)
+    if mismatches:
+        raise GeeError(f"ee-check: {len(mismatches)} mismatch(es) with the expected Landsat grid convention "
+                       "(listed above); do not build a dataset before they are understood")
 
 
 def cmd_filter(args: argparse.Namespace) -> None:
@@ -125,6 +148,14 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     _train(args, "finetune")
 
 
+def predict_params(path: Path | None) -> Params:
+    """``satsr predict`` needs no pipeline: its defaults live in code. ``--params FILE`` must exist; without
+    it ./params.yaml overrides them when present (so predict works from any folder)."""
+    if path is not None:
+        return load_params(path)
+    return load_params(paths.PARAMS) if paths.PARAMS.is_file() else Params()
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from satsr.predict import predict
 
@@ -133,8 +164,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
         bands=args.bands, input_scale=args.input_scale, input_offset=args.input_offset, aoi=args.aoi,
         output_format=args.format, output_dtype="float32" if args.float32 else None, compare=args.compare,
         overwrite=args.overwrite, allow_ungeoreferenced=args.allow_ungeoreferenced, tile_size=args.tile_size,
-        overlap=args.overlap, batch_size=args.batch_size, params=load_params(args.params),
-        harmonize=args.harmonize, detail=args.detail,
+        overlap=args.overlap, batch_size=args.batch_size, params=predict_params(args.params),
+        harmonize=args.harmonize, detail=args.detail, allow_any_resolution=args.allow_any_resolution,
+        skip_existing=args.skip_existing,
     )
     for path in written:
         print(path)
@@ -197,6 +229,11 @@ def cmd_release(args: argparse.Namespace) -> None:
 
 def cmd_params(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    if args.check:
+        # cheap (no TensorFlow, no data): run before `dvc repro`, which deletes a stage's outs before
+        # the stage itself could reject the parameters
+        print(f"{args.params}: valid ({len(flatten(params))} values)")
+        return
     section = params.model_dump(mode="json")
     for key in filter(None, (args.section or "").split(".")):
         section = section[key]
@@ -204,7 +241,8 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------ parser
-DEBUG_HELP = "show the traceback of an error too (by default satsr prints only its message)"
+DEBUG_HELP = ("show the traceback of an error too (by default satsr prints only its message); "
+              "env SATSR_DEBUG=1 does the same, e.g. for `dvc repro`")
 
 
 def _add(sub, name: str, func: Callable, help_: str, description: str) -> argparse.ArgumentParser:
@@ -229,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
              "Write raw Landsat/Sentinel-2 GeoTIFF pairs and manifest.csv with the provider chosen by "
              "source.provider (demo | gee | folder | s2sim). Resumable: complete pairs are skipped on rerun.")
     p.add_argument("--out", type=Path, default=paths.RAW, help="raw dataset folder (default: %(default)s)")
+    p.add_argument("--plan", action="store_true",
+                   help="gee: print the chips, date window, collections and expected requests; contacts nothing")
+
+    _add(sub, "ee-check", cmd_ee_check, "check Earth Engine access and the grids over the first chip",
+         "With your Earth Engine credentials: find one Landsat and one Sentinel-2 scene over the first chip of "
+         "source.gee.regions, print their native projections and the grids satsr would request, fetch one chip "
+         "of each, and flag any mismatch with Landsat's grid convention (EPSG:326xx, pixel edges at 15 mod 30 m). "
+         "About 7 requests. Run it (and `satsr source --plan`) before the first real download.")
 
     p = _add(sub, "filter", cmd_filter, "screen pairs (clouds, nodata, misregistration, ...)",
              "Check every pair and write a report with a reason for each rejection, plus an HTML contact "
@@ -324,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
              "their folder). Encoding: --input-scale/--input-offset, else the file's band scale/offset, else "
              "Collection 2 L2 (DN * 2.75e-5 - 0.2) for integers and reflectance for floats. Output: uint16 with "
              "the Collection 2 scale/offset (fill 0), or float32 reflectance (NaN). Settings: params predict.*.")
+    p.set_defaults(params=None)  # no pipeline needed: code defaults, ./params.yaml overrides when present
+    next(a for a in p._actions if a.dest == "params").help = (
+        "parameters file (default: ./params.yaml when present, else the built-in defaults)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="GeoTIFF, folder, glob or C2 L2 band file")
     p.add_argument("--model", "-m", default=None,
                    help="models:/NAME@ALIAS (e.g. models:/satsr-rdn@champion), models:/NAME/VERSION, "
@@ -337,8 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", type=float, default=None, metavar="A",
                    help="detail strength in [0, 1] of a model with a detail_strength layer (the released model): "
                         "0 = bicubic, 1 = all the detail it adds. Default: the value stored in the model")
-    p.add_argument("--output", "-o", required=True, type=Path,
-                   help="output .tif for one scene, or a folder (<scene>_SR10m.tif per scene)")
+    p.add_argument("--output", "-o", required=True,
+                   help="output .tif/.tiff for one scene, or a folder (<scene>_SR10m.tif per scene): an existing "
+                        "folder or a name ending in /")
     p.add_argument("--bands", default=None, metavar="R,G,B",
                    help="1-based red,green,blue bands of a multiband GeoTIFF (default 1,2,3 for 3 bands), "
                         "e.g. 3,2,1 for a blue-first B2..B7 stack")
@@ -356,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="also write <output>_compare.png: bicubic | SR of a central crop")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="keep outputs that are finished (read back completely, on the scene's grid) and predict "
+                        "the rest: resumes a killed batch")
+    p.add_argument("--allow-any-resolution", action="store_true",
+                   help="predict inputs whose pixels are not 30 m (params predict.pixel_size_tolerance)")
     p.add_argument("--allow-ungeoreferenced", action="store_true",
                    help="accept inputs without CRS/geotransform (output in pixel coordinates)")
     p.add_argument("--tile-size", type=int, default=None, help="LR tile side in px (params predict.tile_size)")
@@ -426,22 +481,62 @@ def build_parser() -> argparse.ArgumentParser:
              "naming the key path) and print it, or one section of it.")
     p.add_argument("section", nargs="?", help="dotted section to print, e.g. source.gee")
     p.add_argument("--flat", action="store_true", help="print dotted key: value pairs")
+    p.add_argument("--check", action="store_true",
+                   help="only validate: print one line and exit 0, or the problems and exit 2 (run it before "
+                        "`dvc repro`: DVC deletes a stage's outputs before the stage reads params.yaml)")
     return parser
 
 
+#: OSErrors that are the machine's state, not a bug: what was expected, per errno.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free space on that file system; free some and rerun, finished work is kept",
+    errno.EDQUOT: "disk quota left; free some and rerun, finished work is kept",
+    errno.EROFS: "a writable file system",
+    errno.EACCES: "read/write permission for the user running satsr",
+    errno.EPERM: "read/write permission for the user running satsr",
+}
+#: Environment variable that turns on --debug, for stages run by DVC (``SATSR_DEBUG=1 dvc repro``).
+DEBUG_ENV = "SATSR_DEBUG"
+
+
+def environment_error(err: BaseException, command: str) -> str | None:
+    """The one-line message of an OSError caused by the machine (full disk, no permission, network down),
+    or None for any other exception (a bug: it keeps its traceback)."""
+    if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)):
+        what = err.strerror or str(err) or type(err).__name__
+        return (f"{command}: network error: {what} (expected a reachable network service; check the connection "
+                "and rerun, finished work is kept)")
+    if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
+        where = err.filename or command
+        return f"{where}: {err.strerror or os.strerror(err.errno)} (expected {_ENVIRONMENT_ERRNOS[err.errno]})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; user-facing errors end as one ``satsr: ...`` line on stderr and a non-zero exit.
+
+    The DVC stage scripts (stages/*.py) call this too, so a stage fails the same way as the command."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
     try:
         args.func(args)
     except SatsrError as err:
         # A user-facing error (bad params, missing input, no credentials, NaN loss...): its message
         # names the file, key or stage, so it is the whole story; --debug adds the traceback.
         # Anything else is a bug and keeps its traceback.
-        if args.debug:
+        if debug:
             traceback.print_exc()
         print(f"satsr: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        message = environment_error(err, args.command)
+        if message is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"satsr: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

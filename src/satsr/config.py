@@ -98,6 +98,17 @@ class GeeParams(Strict):
     backoff_max_s: Annotated[float, Field(gt=0)] = 60.0
     max_request_bytes: Annotated[int, Field(gt=0, le=48 * 1024 * 1024)] = 48 * 1024 * 1024
     max_request_side_px: Annotated[int, Field(gt=0, le=32768)] = 32768
+    #: Kernel that puts Sentinel-2 onto the 10 m grid nested in Landsat's native 30 m grid (their
+    #: pixel edges differ by 5 m, and the LR is never resampled); recorded per pair in the manifest.
+    hr_resampling: Literal["bilinear", "bicubic"] = "bilinear"
+    #: Sentinel-2 scenes projected in another UTM zone than the chip: skip them, or rotate them
+    #: onto the chip's grid with ``hr_resampling`` (recorded). Landsat from another zone is always skipped.
+    s2_other_zone: Literal["skip", "resample"] = "skip"
+    #: HTTP deadline of every Earth Engine request (ee.data.setDeadline); a stalled request fails and is retried.
+    request_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    #: Circuit breaker: stop the run after this many consecutive quota / rate-limit errors (a daily or
+    #: tier limit is not transient); finished pairs stay and a rerun resumes.
+    quota_breaker_errors: Annotated[int, Field(ge=1, le=10000)] = 20
 
     @model_validator(mode="after")
     def _dates(self) -> GeeParams:
@@ -267,12 +278,22 @@ class SplitParams(Strict):
     #: groups moved from the split with the most): the CIs of evaluate / select resample groups, and
     #: need >= 2 (3 for a usable one). 1 = only "no split empty".
     min_groups: Annotated[int, Field(ge=1, le=100)] = 3
+    #: An empty test split (too few spatial groups, or test: 0) stops the split stage unless this is
+    #: true; then evaluate@<arch> writes a "skipped" metrics file and select still ranks on val.
+    #: train and val can never be empty (training validates, and select ranks, on val).
+    allow_empty_test: bool = False
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitParams:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        for name in ("train", "val"):
+            if getattr(self, name) == 0:
+                raise ValueError(f"{name} must be > 0 (training needs train and val; select ranks on val)")
+        if self.test == 0 and not self.allow_empty_test:
+            raise ValueError("test 0 leaves the test split empty: set allow_empty_test: true as well "
+                             "(evaluate then skips) or give test a share")
         return self
 
 
@@ -697,22 +718,31 @@ class PredictParams(Strict):
     """``satsr predict``: whole Landsat scenes -> georeferenced 10 m GeoTIFF / COG (satsr.predict).
 
     The scene is cut into tiles of ``tile_size`` LR (30 m) px that share ``overlap`` px with their
-    neighbours. In each shared band a tile's weight is 0 over the outer quarter of the overlap (the
-    pixels the zero-padded convolutions get wrong), rises as a raised cosine over the middle half
-    and is 1 beyond; outputs are blended by these weights normalised by their sum, so the tiled
-    result equals the whole-image result wherever the model's reach is under ``overlap / 4`` px, and
-    has no seams. Tiles are read, predicted in batches and written strip by strip: memory does not
-    grow with the scene.
+    neighbours. In each shared band a tile's weight is 0 over the outer ``(overlap - 1) // 2`` px (the
+    pixels the zero-padded convolutions get wrong), crossfades over the 1-2 px in the middle and is 1
+    beyond; outputs are blended by these weights normalised by their sum, so the tiled result equals
+    the whole-image result wherever the model's reach is at most ``(overlap - 1) // 2`` px, and has no
+    seams. ``auto`` (satsr.predict.stream.plan): overlap = 2 x the reach measured on the model + 2;
+    tile side = the largest whose memory fits ``max_memory_gb`` (``gpu_max_memory_gb`` on a GPU).
+    Tiles are read, predicted and written strip by strip: memory does not grow with the scene height.
     """
 
-    #: LR tile side fed to the model (every tile of a scene has one shape, so batches trace once).
-    tile_size: Annotated[int, Field(ge=16, le=4096)] = 384
-    #: LR px shared by neighbouring tiles (at most tile_size / 2). EDSR-baseline's reach is ~36 px; with
-    #: random weights (detail std 0.42) tiled - whole is at most 2.7e-3 reflectance at 32, 1.1e-4 at 48,
-    #: 3e-6 at 64 (trained models add far smaller detail, so far smaller differences).
-    overlap: Annotated[int, Field(ge=0, le=2048)] = 48
-    #: Tiles per model call.
-    batch_size: Annotated[int, Field(ge=1, le=256)] = 1
+    #: LR tile side fed to the model, or auto: the largest that fits max_memory_gb (every tile of a
+    #: scene has one shape, so batches trace once).
+    tile_size: Annotated[int, Field(ge=16, le=4096)] | Literal["auto"] = "auto"
+    #: LR px shared by neighbouring tiles (at most tile_size / 2), or auto: 2 x the model's measured
+    #: reach + 2 (EDSR-baseline with random detail: reach ~20 px at 5e-5; the released model ~14).
+    overlap: Annotated[int, Field(ge=0, le=2048)] | Literal["auto"] = "auto"
+    #: auto overlap: tiled output may differ from the whole-image output by at most this (reflectance;
+    #: each of a corner's two edges gets half).
+    overlap_tolerance: Annotated[float, Field(gt=0, le=0.01)] = 1e-4
+    #: Working memory of the tiles (model activations + strip buffers), GB; TensorFlow, the weights and
+    #: GDAL's cache (~1 GB) come on top. Sizes auto tiles on the CPU and the host side on a GPU.
+    max_memory_gb: Annotated[float, Field(gt=0, le=4096)] = 2.0
+    #: GPU memory for the model's activations (auto tile size and auto batch on a GPU), GB.
+    gpu_max_memory_gb: Annotated[float, Field(gt=0, le=4096)] = 8.0
+    #: Tiles per model call, or auto: 1 on a CPU, as many as gpu_max_memory_gb holds on a GPU.
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     #: cog: Cloud-Optimized GeoTIFF with overviews | gtiff: plain tiled GeoTIFF.
     output_format: Literal["cog", "gtiff"] = "cog"
     #: uint16: Collection 2 L2 encoding (DN * 2.75e-5 - 0.2, fill 0) | float32: reflectance (NaN fill).
@@ -726,10 +756,13 @@ class PredictParams(Strict):
     threads: Annotated[int, Field(ge=0, le=1024)] = 0
     #: --compare quicklook: LR side of the central crop shown as bicubic | SR.
     compare_px: Annotated[int, Field(ge=16, le=2048)] = 256
+    #: Accepted relative deviation of the input pixel size from the model's 30 m (x and y, in metres; a
+    #: geographic CRS at the scene's latitude); beyond it predict refuses unless --allow-any-resolution.
+    pixel_size_tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.1
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> PredictParams:
-        if 2 * self.overlap > self.tile_size:
+        if isinstance(self.overlap, int) and isinstance(self.tile_size, int) and 2 * self.overlap > self.tile_size:
             raise ValueError(f"overlap {self.overlap} must be at most tile_size / 2 ({self.tile_size // 2})")
         return self
 
@@ -842,7 +875,8 @@ class TuneParams(Strict):
     storage: str | None = None
     #: Study name = ``<study_prefix>-<arch>``; workers join a study by its name.
     study_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "satsr"
-    #: Trials per study, counting COMPLETE + PRUNED + FAIL (a rerun tops up to this, never more).
+    #: Trials per study, counting COMPLETE + PRUNED + FAIL (a rerun tops up to this, never more); a
+    #: trial killed with its worker does not count: it is re-run with the same values.
     n_trials: PosInt = 3                 # CPU demo budget
     #: Stop starting new trials after this many seconds (per worker run); null = no limit.
     timeout_s: Annotated[float, Field(gt=0)] | None = None
@@ -855,6 +889,21 @@ class TuneParams(Strict):
     #: Per-trial work folders (checkpoints, models), removed after each trial unless keep_trials.
     work_dir: str = ".satsr/tune"
     keep_trials: bool = False
+    #: A trial whose worker was killed is re-run with the same values at most this many times (it
+    #: does not use up the budget); after that it counts as FAIL, so a trial that kills its worker
+    #: every time (e.g. out of memory) cannot stall the study (satsr.tune.recovery).
+    killed_retries: Annotated[int, Field(ge=0)] = 2
+
+
+class LockParams(Strict):
+    """Single-writer locks of checkpoint folders and tune workers (satsr.locks).
+
+    On one host a lock dies with its process (flock). A lock file written by ANOTHER host (flock may
+    not reach across a network filesystem) counts as held until its heartbeat is older than
+    ``stale_after_s``; env SATSR_FORCE_LOCK=1 takes it over at once.
+    """
+
+    stale_after_s: Annotated[float, Field(ge=10)] = 900.0
 
 
 class CalibratePair(Strict):
@@ -988,6 +1037,7 @@ class Params(Strict):
     select: SelectParams = SelectParams()
     predict: PredictParams = PredictParams()
     tune: TuneParams = TuneParams()
+    locks: LockParams = LockParams()
     calibrate: CalibrateParams = CalibrateParams()
     release: ReleaseParams = ReleaseParams()
 
@@ -1038,17 +1088,52 @@ def parse_params(raw: dict[str, Any], origin: str = "params") -> Params:
         raise ParamsError(_format_errors(err, origin)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (plain PyYAML keeps the last one silently,
+    so a second ``lr_size:`` further down would quietly override the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                continue  # unhashable keys (a list): SafeLoader's own error below
+            if key in seen:
+                raise _DuplicateKey(f"line {line}: duplicate key {key!r} (expected each key once per section; "
+                                    f"it is first set at line {seen[key]})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    """A key repeated in one mapping (raised by _UniqueKeyLoader; its message is one line)."""
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate the parameters file; every problem is a ParamsError naming the file and key.
+
+    An empty file (or one with only comments) is an error rather than "all defaults": it is far more
+    often a truncated or wrongly named file than a choice; write ``{}`` to ask for the defaults."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: parameters file not found (expected a YAML mapping, see README)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as err:
+        raise ParamsError(f"{path}: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        where = f"line {err.problem_mark.line + 1}: " if err.problem_mark else ""
+        raise ParamsError(f"{path}: {where}not valid YAML: {err.problem} (expected a YAML mapping"
+                          f"{', ' + err.context if err.context else ''})") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    if raw is not None and not isinstance(raw, dict):
+    if raw is None:
+        raise ParamsError(f"{path}: the file is empty (expected a YAML mapping of parameters; "
+                          "write {} to use every default)")
+    if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return parse_params(raw or {}, origin=str(path))
+    return parse_params(raw, origin=str(path))
 
 
 def flatten(obj: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:

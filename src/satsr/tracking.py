@@ -34,6 +34,14 @@ is given (the training checkpoint folder keeps one) and names a run of the store
 agree, that run is RESUMED: a trainer killed with SIGKILL and rerun continues the same run, and a
 metric step that was already logged is not logged twice. Params are the flattened stage section
 plus ``arch``; anything whose key looks like a secret is logged as ``<redacted>``.
+
+A server with a login (``mlflow server --app-name basic-auth``, as the compose stack runs it)
+------------------------------------------------------------------------------------------------
+The client authenticates through MLflow's own variables ``MLFLOW_TRACKING_USERNAME`` and
+``MLFLOW_TRACKING_PASSWORD``. A URI written with credentials (``http://user:pass@host:5000``) is
+accepted, but ``configure`` moves them into those two variables and uses the bare URI, because MLflow
+would otherwise export the password with ``MLFLOW_TRACKING_URI`` to every child process and print it
+in its "View run at" links. Nothing satsr logs, tags or stores carries a password (``redact``).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import logging
 import os
 import re
 import subprocess
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +65,7 @@ from mlflow.exceptions import MlflowException
 
 from satsr import __version__
 from satsr.config import Params, TrackingParams, flatten
+from satsr.errors import SatsrError
 from satsr.util import redact, write_text_atomic
 
 if TYPE_CHECKING:
@@ -69,6 +79,9 @@ ENV_ROOT = "SATSR_TRACKING_ROOT"
 ENV_DVC_ROOT = "DVC_ROOT"
 ENV_DVC_EXP_NAME = "DVC_EXP_NAME"
 ENV_DVC_BASELINE = "DVC_EXP_BASELINE_REV"
+#: MLflow's client variables for a server's HTTP basic auth.
+ENV_USERNAME = "MLFLOW_TRACKING_USERNAME"
+ENV_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 #: Registered model names are ``satsr-<arch>``.
@@ -83,6 +96,10 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4", "MLFLOW_HTTP_REQUEST_T
 
 #: The experiment chosen by the last ``configure`` (a run of another one is never resumed).
 _experiment_id: str | None = None
+
+
+class TrackingAuthError(SatsrError, PermissionError):
+    """The MLflow server refused the login (401) or the account's permission (403)."""
 
 
 # --------------------------------------------------------------------------------- where to log
@@ -154,6 +171,7 @@ def configure(params: Params | TrackingParams | None = None, cwd: str | Path | N
     tracking = params.tracking if isinstance(params, Params) else (params or TrackingParams())
     uri = resolve_uri(tracking, cwd)
     if uri.startswith(("http://", "https://")):
+        uri = _credentials_out_of_uri(uri)
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
     if uri.startswith("sqlite:///") and not uri.endswith(":memory:"):
@@ -161,12 +179,17 @@ def configure(params: Params | TrackingParams | None = None, cwd: str | Path | N
     location = _artifact_location(uri, tracking_root(cwd))
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(tracking.experiment)
+    try:
+        experiment = client.get_experiment_by_name(tracking.experiment)
+    except MlflowException as err:
+        _raise_if_auth(err, uri, f"read the experiment {tracking.experiment!r}")
+        raise
     if experiment is None:
         try:
             experiment_id = client.create_experiment(tracking.experiment, artifact_location=location)
         except MlflowException as err:  # another stage created it at the same moment
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                _raise_if_auth(err, uri, f"create the experiment {tracking.experiment!r}")
                 raise
             experiment_id = client.get_experiment_by_name(tracking.experiment).experiment_id
     else:
@@ -176,6 +199,35 @@ def configure(params: Params | TrackingParams | None = None, cwd: str | Path | N
     _experiment_id = experiment_id
     log.info("MLflow: %s, experiment %r", redact(uri), tracking.experiment)
     return uri
+
+
+def _credentials_out_of_uri(uri: str) -> str:
+    """``http://user:pass@host`` -> ``http://host``, the credentials moved to ``ENV_USERNAME`` /
+    ``ENV_PASSWORD`` (module doc: MLflow would pass on and print a URI's password)."""
+    parts = urllib.parse.urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, has_password, password = userinfo.partition(":")
+    os.environ[ENV_USERNAME] = urllib.parse.unquote(user)
+    if has_password:
+        os.environ[ENV_PASSWORD] = urllib.parse.unquote(password)
+    log.info("MLflow: the login written in the tracking URI is used as %s/%s", ENV_USERNAME, ENV_PASSWORD)
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def _raise_if_auth(err: MlflowException, uri: str, action: str) -> None:
+    """A 401/403 of the server as one clear :class:`TrackingAuthError` (no password in it)."""
+    if err.error_code == "UNAUTHENTICATED":
+        who = os.environ.get(ENV_USERNAME)
+        raise TrackingAuthError(
+            f"MLflow server {redact(uri)}: login refused for "
+            f"{f'user {who!r}' if who else 'an anonymous client'} (set {ENV_USERNAME} and {ENV_PASSWORD} "
+            "to an account the server's admin created; docker/README.md, 'Users and passwords')") from None
+    if err.error_code == "PERMISSION_DENIED":
+        raise TrackingAuthError(
+            f"MLflow server {redact(uri)}: user {os.environ.get(ENV_USERNAME)!r} may not {action} "
+            "(the admin grants EDIT or MANAGE on it, or the trainers' account creates it)") from None
 
 
 def _param_str(value: Any) -> str:
@@ -267,7 +319,7 @@ def _resumable(client: MlflowClient, run_id: str, stage: str, params: Mapping[st
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        log.warning("run id %s not found in %s: starting a new run", run_id, mlflow.get_tracking_uri())
+        log.warning("run id %s not found in %s: starting a new run", run_id, redact(mlflow.get_tracking_uri()))
         return None
     if (run.info.lifecycle_stage != "active" or run.data.tags.get("stage") != stage
             or (_experiment_id and run.info.experiment_id != _experiment_id)):
@@ -672,6 +724,20 @@ def trial_run(trial_number: int, params: Mapping[str, Any] | None = None,
             mlflow.log_params({k: _param_str(v) for k, v in redact(dict(params)).items()})
         set_tags({"trial_number": trial_number, **(tags or {})})
         yield run.info.run_id
+
+
+def end_orphan_run(run_id: str, status: str = "KILLED") -> bool:
+    """End ``run_id`` with ``status`` if it is still RUNNING (its process was killed, e.g. a tune
+    trial's worker); True when it was ended. A missing run is a no-op."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return False
+    if run.info.status != "RUNNING":
+        return False
+    client.set_terminated(run_id, status=status)
+    return True
 
 
 

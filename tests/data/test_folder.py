@@ -100,6 +100,8 @@ def test_pattern_cuts_real_scenes_into_exact_3x_chips(realdata, tmp_path):
     accepted = report_df[report_df["status"] == "accepted"]
     assert len(accepted) == 8, report_df[["pair_id", "reasons", "shift_px", "correlation"]]
     report = tmp_path / "filter" / "report.csv"
+    # two scenes = two spatial groups: no test split, which split refuses unless allowed (issue 13, 10b)
+    params = params.model_copy(update={"split": params.split.model_copy(update={"allow_empty_test": True})})
     split = run_split(params, raw, report, tmp_path / "split")
     assert set(split["pair_id"]) == set(accepted["pair_id"])
     # The four chips of a scene touch each other: each scene is one group in one split.
@@ -303,7 +305,7 @@ def test_forced_and_float_encodings(tmp_path):
 
 def test_clear_errors(tmp_path):
     with pytest.raises(
-        FileNotFoundError, match=r"nowhere: folder not found \(layout 'seed_tif' expects .*_L8_"
+        FileNotFoundError, match=r"nowhere: folder not found \(expected a folder; layout 'seed_tif' expects .*_L8_"
     ):
         folder.run(folder_params(tmp_path / "nowhere", "seed_tif"), tmp_path / "raw")
     (tmp_path / "empty").mkdir()
@@ -311,7 +313,7 @@ def test_clear_errors(tmp_path):
         with pytest.raises(FileNotFoundError, match=hint) as info:
             folder.run(folder_params(tmp_path / "empty", layout), tmp_path / "raw")
         assert str(tmp_path / "empty") in str(info.value)
-    with pytest.raises(ValueError, match="source.folder.path is not set"):
+    with pytest.raises(ValueError, match="source.folder.path: not set"):
         folder.run(Params(source=SourceParams(provider="folder")), tmp_path / "raw")
 
 

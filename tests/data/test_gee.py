@@ -1,10 +1,10 @@
-"""The Earth Engine provider, against a fake backend (the only seam faked): requests, matching,
-cloud screening, tiling, retries and the concurrency cap, per-pair failures, credentials, and
-resume after a kill."""
+"""The Earth Engine provider's runs, against a fake backend (the only seam faked; its errors are
+raised as ee raises them): requests and their grids, screening, tiling, retries and the concurrency
+cap, per-candidate failures, zones, credentials, the quota circuit breaker, and resume after a
+breaker stop or a kill. Offline parts: test_gee_plan.py; error classes: test_gee_retry.py."""
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import json
 import logging
@@ -19,23 +19,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satsr.config import LR_PIXEL_M, GeeParams
+from satsr.config import GeeParams
 from satsr.data import grids
 from satsr.data.geotiff import read_raster
 from satsr.data.manifest import COLUMNS, MANIFEST_NAME, is_complete, read_manifest
 from satsr.data.radiometry import LANDSAT_RGB, S2_RGB
 from satsr.data.sources import gee, run_source
+from satsr.data.sources.gee import retry
 from satsr.util import sha256_file
 
 FAKE_PATH = Path(__file__).with_name("gee_fake.py")
 _spec = importlib.util.spec_from_file_location("gee_fake", FAKE_PATH)
-fake = importlib.util.module_from_spec(_spec)
-sys.modules["gee_fake"] = fake
-_spec.loader.exec_module(fake)
+fake = sys.modules.get("gee_fake") or importlib.util.module_from_spec(_spec)
+if "gee_fake" not in sys.modules:
+    sys.modules["gee_fake"] = fake
+    _spec.loader.exec_module(fake)
 
 L8, L9 = "LANDSAT/LC08/C02/T1_L2", "LANDSAT/LC09/C02/T1_L2"
 S2, CS = "COPERNICUS/S2_SR_HARMONIZED", "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 SECRET = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7SECRETKEYMATERIAL"
+N_CHIPS = 5
 
 
 @pytest.fixture(scope="module")
@@ -48,90 +51,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 def sleeps(monkeypatch) -> list[float]:
     """Backoff sleeps are recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr(gee, "_sleep", recorded.append)
+    monkeypatch.setattr(retry, "_sleep", recorded.append)
     return recorded
-
-
-def _scenes(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"location": loc, "scene_id": sid, "time": pd.Timestamp(f"{day} 10:30", tz="UTC"), "cloud": c}
-         for loc, sid, day, c in rows]
-    )
-
-
-# ------------------------------------------------------------------------------------ matching
-def test_match_scenes_window_and_best_per_month() -> None:
-    l8 = _scenes([
-        ("A", "L_0103", "2020-01-03", 5.0),
-        ("A", "L_0119", "2020-01-19", 1.0),
-        ("A", "L_0204", "2020-02-04", 0.0),   # nearest S2 is 8 days away: no pair
-        ("A", "L_0301", "2020-03-01", 2.0),
-    ])
-    s2 = _scenes([
-        ("A", "S_0101", "2020-01-01", 0.0),
-        ("A", "S_0108", "2020-01-08", 0.0),
-        ("A", "S_0120", "2020-01-20", 9.0),
-        ("A", "S_0212", "2020-02-12", 0.0),
-        ("A", "S_0227", "2020-02-27", 3.0),   # 3 days before L_0301, cloud 2 + 3 = 5
-        ("A", "S_0305", "2020-03-05", 3.0),   # 4 days after L_0301, same combined cloud: the gap decides
-    ])
-    every = gee.match_scenes(l8, s2, max_days_apart=7, one_pair_per_month=False)
-    assert list(zip(every.lr_scene_id, every.hr_scene_id)) == [
-        ("L_0103", "S_0101"), ("L_0103", "S_0108"), ("L_0119", "S_0120"), ("L_0301", "S_0227"), ("L_0301", "S_0305"),
-    ]
-    assert every.days_apart.tolist() == [2, 5, 1, 3, 4]
-    assert (every.days_apart <= 7).all()
-    assert every.columns.tolist() == gee.PAIR_COLUMNS
-
-    best = gee.match_scenes(l8, s2, max_days_apart=7, one_pair_per_month=True)
-    # January: 5+0 (2 d), 5+0 (5 d), 1+9 -> lowest combined cloud wins, then the smaller gap
-    assert list(zip(best.month, best.lr_scene_id, best.hr_scene_id)) == [
-        ("2020-01", "L_0103", "S_0101"), ("2020-03", "L_0301", "S_0227"),
-    ]
-    assert best.combined_cloud.tolist() == [5.0, 5.0]
-    assert best.lr_date.tolist() == ["2020-01-03", "2020-03-01"]
-
-    tight = gee.match_scenes(l8, s2, max_days_apart=1, one_pair_per_month=False)
-    assert list(zip(tight.lr_scene_id, tight.hr_scene_id)) == [("L_0119", "S_0120")]
-
-
-def test_match_scenes_keeps_locations_apart_and_carries_clear_fractions() -> None:
-    l8 = _scenes([("A", "L1", "2021-06-10", 1.0), ("B", "L2", "2021-06-10", 1.0)]).assign(clear_fraction=[1.0, 0.99])
-    s2 = _scenes([("B", "S1", "2021-06-11", 2.0)]).assign(clear_fraction=[0.985])
-    pairs = gee.match_scenes(l8, s2, 7, True)
-    assert pairs[["location", "lr_scene_id", "hr_scene_id"]].values.tolist() == [["B", "L2", "S1"]]
-    assert pairs.lr_clear_fraction.tolist() == [0.99] and pairs.hr_clear_fraction.tolist() == [0.985]
-    empty = gee.match_scenes(l8, s2.iloc[:0], 7, True)
-    assert empty.empty and empty.columns.tolist() == gee.PAIR_COLUMNS
-
-
-# ------------------------------------------------------------------------------------ grids
-def test_locations_are_nested_utm_grids() -> None:
-    params = fake.small_params()
-    locs = gee.plan_locations(params)
-    assert [loc.key for loc in locs] == ["south/000", "south/001", "south/002", "north/000", "north/001"]
-    assert {loc.lr_grid.crs for loc in locs if loc.region == "south"} == {"EPSG:32722"}  # 52.5 W, south
-    assert {loc.lr_grid.crs for loc in locs if loc.region == "north"} == {"EPSG:32616"}  # 87.2 W, north
-    for loc in locs:
-        lr, hr = loc.lr_grid, loc.hr_grid
-        assert (lr.crs, lr.x0, lr.y0) == (hr.crs, hr.x0, hr.y0)
-        assert (lr.pixel, hr.pixel) == (30.0, 10.0)
-        assert (lr.width, lr.height, hr.width, hr.height) == (16, 16, 48, 48)
-        assert lr.x0 % LR_PIXEL_M == 0 and lr.y0 % LR_PIXEL_M == 0
-        assert lr.bounds == hr.bounds
-    assert locs[0].lon == pytest.approx(-52.5, abs=0.001) and locs[0].lat == pytest.approx(-3.2, abs=0.001)
-    # moving square: centres 1.95 x buffer (240 m) = 468 m apart, snapped to the 30 m lattice
-    assert 450 <= locs[1].lr_grid.x0 - locs[0].lr_grid.x0 <= 490
-
-
-def test_ee_grid_is_a_compute_pixels_pixel_grid() -> None:
-    grid = grids.Grid("EPSG:32722", 333060.0, 9646440.0, 10.0, 48, 24)
-    assert gee.ee_grid(grid) == {
-        "dimensions": {"width": 48, "height": 24},
-        "affineTransform": {"scaleX": 10.0, "shearX": 0.0, "translateX": 333060.0,
-                            "shearY": 0.0, "scaleY": -10.0, "translateY": 9646440.0},
-        "crsCode": "EPSG:32722",
-    }
 
 
 # ------------------------------------------------------------------------------------ requests and outputs
@@ -140,41 +61,48 @@ def test_requests_screening_and_outputs(tmp_path: Path) -> None:
     backend = fake.FakeBackend()
     manifest = gee.run(params, tmp_path, backend)
     g = params.source.gee
-    locs = {loc.key: loc for loc in gee.plan_locations(params)}
     assert backend.initialized
 
-    # searches: every collection (Landsat 9 included), the configured dates and scene cloud filters
+    # searches: one per sensor and chip (Landsat 8 and 9 merged in one), dates and scene cloud filters
     searches = backend.of("search_scenes")
-    assert len(searches) == 3 * len(locs)
-    assert {s[0] for s in searches} == {L8, L9, S2}
-    for coll, grid, start, end, prop, max_cloud in searches:
-        assert (start, end) == (dt.date(2020, 1, 1), dt.date(2020, 3, 31))
-        if coll == S2:
-            assert (prop, max_cloud, grid.pixel) == ("CLOUDY_PIXEL_PERCENTAGE", g.max_scene_cloud_s2, 10.0)
+    assert len(searches) == 2 * N_CHIPS
+    assert {s[0] for s in searches} == {(L8, L9), (S2,)}
+    for colls, grid, start, end, prop, max_cloud, band in searches:
+        assert (start, end) == (g.start_date, g.end_date)
+        if colls == (S2,):
+            assert (prop, max_cloud, grid.pixel, band) == ("CLOUDY_PIXEL_PERCENTAGE", g.max_scene_cloud_s2, 10.0, "B4")
         else:
-            assert (prop, max_cloud, grid.pixel) == ("CLOUD_COVER", g.max_scene_cloud_l8, 30.0)
+            assert (prop, max_cloud, grid.pixel, band) == ("CLOUD_COVER", g.max_scene_cloud_l8, 30.0, "SR_B4")
 
-    # pixel-level screening on the chip's own grids; Cloud Score+ with its threshold
-    assert backend.of("landsat_clear_fraction") and backend.of("s2_clear_fraction")
-    assert all(grid.pixel == 30.0 and grid.width == 16 for _, grid in backend.of("landsat_clear_fraction"))
-    for _, grid, coll, thr in backend.of("s2_clear_fraction"):
+    # screening: one request per sensor and chip for all its candidates, on the chip's own grids
+    assert len(backend.of("landsat_clear_fractions")) == len(backend.of("s2_clear_fractions")) == N_CHIPS
+    assert all(grid.pixel == 30.0 and grid.width == 16 and len(ids) > 1
+               for ids, grid in backend.of("landsat_clear_fractions"))
+    for _, grid, coll, thr in backend.of("s2_clear_fractions"):
         assert (grid.pixel, grid.width, coll, thr) == (10.0, 48, CS, 0.6)
+    assert backend.getinfo_calls() / N_CHIPS <= 5  # the issue's budget for search and screening
 
-    # downloads: RGB bands of each product on exactly nested grids with one origin
+    # downloads: LR native (no resampling, Landsat's own grid), HR resampled onto the nested grid
     pixels = backend.of("compute_pixels")
     assert len(pixels) == 2 * len(manifest)
     for row in manifest.itertuples():
-        # (neighbouring chips share scenes: pick this chip's requests by their upper-left corner)
-        lr = [g for sid, bands, g in pixels
-              if (sid, bands, g.x0, g.y0) == (row.lr_scene_id, LANDSAT_RGB, row.x0, row.y0)]
-        hr = [g for sid, bands, g in pixels if (sid, bands, g.x0, g.y0) == (row.hr_scene_id, S2_RGB, row.x0, row.y0)]
-        assert len(lr) == 1 and len(hr) >= 1
-        lr, hr = lr[0], hr[0]
-        assert lr.crs == hr.crs == row.crs == f"EPSG:{grids.utm_epsg(row.lon, row.lat)}"
+        lr = [(gr, rs) for sid, bands, gr, rs in pixels
+              if (sid, bands, gr.x0, gr.y0) == (row.lr_scene_id, LANDSAT_RGB, row.x0, row.y0)]
+        hr = [(gr, rs) for sid, bands, gr, rs in pixels
+              if (sid, bands, gr.x0, gr.y0) == (row.hr_scene_id, S2_RGB, row.x0, row.y0)]
+        assert len(lr) == 1 and len(hr) == 1
+        (lr, lr_rs), (hr, hr_rs) = lr[0], hr[0]
+        assert (lr_rs, hr_rs) == (None, "bilinear")
+        assert lr.crs == hr.crs == row.crs == f"EPSG:{grids.landsat_epsg(row.lon)}"  # 326xx, also in the south
+        assert lr.x0 % 30 == 15 and lr.y0 % 30 == 15  # Landsat pixel centres on multiples of 30 m
         assert (hr.width, hr.height) == (3 * lr.width, 3 * lr.height)
         assert lr.affine[0] == 30.0 and hr.affine[0] == 10.0 and lr.affine[4] == -30.0
+        extra = json.loads(row.extra)
+        assert extra["hr_resampling"] == "bilinear" and extra["hr_offset_m"] == [5.0, 5.0]
+        assert extra["lr_offset_from_convention_m"] == [0.0, 0.0] and extra["hr_reprojected"] is False
+    assert (manifest[manifest.region == "south"].y0 < 0).all()
 
-    # the manifest: every column, real data, within the day window, one pair per location and month
+    # the manifest: every column, real data, within the day window, one pair per chip and month
     assert manifest.columns.tolist() == COLUMNS
     assert (manifest.provider == "gee").all() and (~manifest.is_demo.astype(bool)).all()
     assert manifest.pair_id.is_unique and (manifest.days_apart <= 7).all()
@@ -184,10 +112,9 @@ def test_requests_screening_and_outputs(tmp_path: Path) -> None:
     assert (months == 1).all()
     assert manifest.lr_scene_id.str.startswith(L9).any() and manifest.lr_scene_id.str.startswith(L8).any()
     assert manifest.hr_scene_id.str.startswith(S2).all()
-    # screening really removed scenes the fake reports as half cloudy
-    rejected = {sid for sid, *_ in backend.of("landsat_clear_fraction") if backend._clear(sid) < 0.98}
-    assert rejected and not rejected & set(manifest.lr_scene_id)
-    assert manifest.iloc[0].region == "south"  # numbered in params order
+    rejected = {sid for ids, _ in backend.of("landsat_clear_fractions") for sid in ids if backend.clear(sid) < 0.98}
+    assert rejected and not rejected & set(manifest.lr_scene_id)  # screening removed the half-cloudy scenes
+    assert manifest.sort_values("pair_id").iloc[0].region == "south"  # numbered in params order
     assert not (tmp_path / gee.FAILURES_NAME).exists()
 
     row = manifest.iloc[0]
@@ -200,51 +127,74 @@ def test_requests_screening_and_outputs(tmp_path: Path) -> None:
     assert lr.band_names == LANDSAT_RGB and hr.band_names == S2_RGB
     assert lr.tags["SCENE_ID"] == row.lr_scene_id and lr.tags["DATE_ACQUIRED"] == row.lr_date
     assert lr.tags["SENSOR"] in ("L8", "L9") and hr.tags["SENSOR"] == "S2"
+    assert hr.tags["RESAMPLING"] == "bilinear" and "native" in lr.tags["RESAMPLING"]
     assert float(lr.tags["CLOUD_COVER"]) == pytest.approx(row.lr_cloud)
-    assert float(hr.tags["CLOUDY_PIXEL_PERCENTAGE"]) == pytest.approx(row.hr_cloud)
     assert float(hr.tags["CLEAR_FRACTION"]) == pytest.approx(row.hr_clear_fraction)
-    grid = locs["south/000"].hr_grid
-    np.testing.assert_array_equal(hr.data, fake.expected_pixels(row.hr_scene_id, S2_RGB, grid))
+    hr_grid = grids.Grid(row.crs, row.x0, row.y0, 10.0, 48, 48)
+    np.testing.assert_array_equal(hr.data, fake.expected_pixels(row.hr_scene_id, S2_RGB, hr_grid))
     assert row.lr_file.split("_")[2] in ("L8", "L9") and row.hr_file.split("_")[2] == "S2"
+
+
+def test_the_monthly_pick_ranks_by_chip_clear_fraction_then_days_apart(tmp_path: Path) -> None:
+    backend = fake.FakeBackend()
+    manifest = gee.run(fake.small_params(), tmp_path, backend)
+    every = gee.run(fake.small_params(one_pair_per_month=False), tmp_path / "all", fake.FakeBackend())
+    every = every.assign(month=every.lr_date.str[:7], clear=np.fmin(every.lr_clear_fraction, every.hr_clear_fraction))
+    for row in manifest.assign(month=manifest.lr_date.str[:7]).itertuples():
+        rivals = every[(every.x0 == row.x0) & (every.y0 == row.y0) & (every.month == row.month)]
+        best = rivals.sort_values(["clear", "days_apart"], ascending=[False, True]).iloc[0]
+        assert (row.lr_scene_id, row.hr_scene_id) == (best.lr_scene_id, best.hr_scene_id)
 
 
 def test_landsat9_only_when_asked(tmp_path: Path) -> None:
     backend = fake.FakeBackend()
     gee.run(fake.small_params(one_pair_per_month=False), tmp_path, backend)
-    assert {s[0] for s in backend.of("search_scenes")} == {L8, S2}
+    assert {s[0] for s in backend.of("search_scenes")} == {(L8,), (S2,)}
 
 
 def test_large_chips_are_tiled_and_mosaicked(tmp_path: Path) -> None:
-    # 48 x 48 HR px x 3 bands x 2 bytes = 13.8 kB; a 4 kB limit forces tiles (of at most 26 x 26 px)
-    params = fake.small_params(max_request_bytes=4096, max_request_side_px=20)
-    params = params.model_copy(update={"source": params.source.model_copy(update={"gee": params.source.gee.model_copy(
-        update={"regions": params.source.gee.regions[:1]})})})
+    # 48 x 48 HR px x 3 bands x 2 bytes = 13.8 kB; a 4 kB limit forces tiles (of at most 20 x 20 px)
+    params = fake.small_params(max_request_bytes=4096, max_request_side_px=20,
+                               regions=fake.small_params().source.gee.regions[:1])
     backend = fake.FakeBackend()
     manifest = gee.run(params, tmp_path, backend)
     row = manifest.iloc[0]
-    tiles = [grid for sid, _, grid in backend.of("compute_pixels") if sid == row.hr_scene_id]
-    assert len(tiles) >= 9  # 48 px at <= 20 px per side
+    tiles = [(grid, rs) for sid, _, grid, rs in backend.of("compute_pixels") if sid == row.hr_scene_id]
+    assert len(tiles) >= 9 and {rs for _, rs in tiles} == {"bilinear"}  # 48 px at <= 20 px per side
+    tiles = [t for t, _ in tiles]
     assert all(t.width * t.height * 3 * 2 <= 4096 and max(t.width, t.height) <= 20 for t in tiles)
-    assert sum(t.width * t.height for t in {(t.x0, t.y0, t.width, t.height): t for t in tiles}.values()) >= 48 * 48
-    hr_grid = next(loc.hr_grid for loc in gee.plan_locations(params) if loc.lr_grid.x0 == row.x0)
+    hr_grid = grids.Grid(row.crs, row.x0, row.y0, 10.0, 48, 48)
     np.testing.assert_array_equal(read_raster(tmp_path / row.hr_file).data,
                                   fake.expected_pixels(row.hr_scene_id, S2_RGB, hr_grid))
 
 
+# ------------------------------------------------------------------------------------ zones and projections
+def test_scenes_from_another_utm_zone(tmp_path: Path) -> None:
+    backend = fake.FakeBackend(other_zone=0.3)
+    skipped = gee.run(fake.small_params(), tmp_path / "skip", backend)
+    foreign = {sid for sid, p in backend.projections.items() if grids.epsg_zone(p["crs"]) not in (22, 16)}
+    assert foreign and not foreign & (set(skipped.lr_scene_id) | set(skipped.hr_scene_id))
+    assert not foreign & {sid for ids, _ in backend.of("landsat_clear_fractions") for sid in ids}  # not even screened
+    assert not any(json.loads(e)["hr_reprojected"] for e in skipped.extra)
+
+    backend = fake.FakeBackend(other_zone=0.3)
+    resampled = gee.run(fake.small_params(s2_other_zone="resample"), tmp_path / "resample", backend)
+    foreign_s2 = {sid for sid, p in backend.projections.items() if "S2" in sid and grids.epsg_zone(p["crs"]) == 23}
+    used = resampled[resampled.hr_scene_id.isin(foreign_s2)]
+    assert len(used) and all(json.loads(e)["hr_reprojected"] for e in used.extra)  # recorded
+    assert not {sid for sid in foreign if "LANDSAT" in sid} & set(resampled.lr_scene_id)  # LR: never
+
+
+def test_scene_transforms_unknown_to_the_search_are_asked_once_per_zone(tmp_path: Path) -> None:
+    backend = fake.FakeBackend(with_transforms=False)
+    manifest = gee.run(fake.small_params(), tmp_path, backend)
+    assert len(backend.of("scene_projection")) == 2  # zones 22 and 16
+    assert backend.getinfo_calls() / N_CHIPS <= 5
+    assert (manifest.x0 % 30 == 15).all() and (manifest.y0 % 30 == 15).all()
+    assert all(json.loads(e)["lr_lattice"] == "scene crs_transform" for e in manifest.extra)
+
+
 # ------------------------------------------------------------------------------------ network faults
-def test_is_retryable() -> None:
-    assert gee.is_retryable(fake.FakeHttpError(429, "Too Many Requests"))
-    assert gee.is_retryable(fake.FakeHttpError(503, "Service Unavailable"))
-    assert not gee.is_retryable(fake.FakeHttpError(400, "Bad request"))
-    assert not gee.is_retryable(fake.FakeHttpError(403, "Permission denied"))
-    assert gee.is_retryable(fake.FakeEEException("Too many concurrent aggregations."))
-    assert gee.is_retryable(fake.FakeEEException("Quota exceeded for quota metric 'Compute requests'"))
-    assert gee.is_retryable(fake.FakeEEException("An internal error has occurred (request: 123)."))
-    assert gee.is_retryable(ConnectionResetError("reset by peer"))
-    assert not gee.is_retryable(fake.FakeEEException("Image.load: Image asset 'X' not found."))
-    assert not gee.is_retryable(fake.FakeEEException("User memory limit exceeded."))
-
-
 def test_429_burst_backs_off_exponentially_and_succeeds(tmp_path: Path, sleeps: list[float],
                                                          reference: pd.DataFrame) -> None:
     params = fake.small_params(max_concurrent_requests=1, backoff_initial_s=0.5, backoff_max_s=4.0, max_retries=6)
@@ -274,53 +224,78 @@ def test_failed_pairs_are_skipped_recorded_and_retried_on_rerun(tmp_path: Path, 
     params = fake.small_params(max_retries=2)
     complete = reference
     bad_lr, bad_hr = complete.lr_scene_id.iloc[2], complete.hr_scene_id.iloc[7]
-    broken = {bad_lr: fake.FakeEEException("Image.load: Image asset not found."),  # never retried
-              bad_hr: fake.FakeHttpError(503, "Service Unavailable")}             # retries run out
+    broken = {bad_lr: (404, "Image.load: Image asset not found."),  # permanent: the month's next candidate
+              bad_hr: (503, "Service Unavailable")}                  # transient: retries run out, kept for rerun
     backend = fake.FakeBackend(broken=broken)
     with caplog.at_level(logging.WARNING, logger="satsr"):
         partial = gee.run(params, tmp_path / "raw", backend)
-    lost = complete[(complete.lr_scene_id == bad_lr) | (complete.hr_scene_id == bad_hr)]
-    assert len(partial) == len(complete) - len(lost) > 0
-    assert set(partial.pair_id) == set(complete.pair_id) - set(lost.pair_id)
+    lost_hr = complete[complete.hr_scene_id == bad_hr]
+    lost_lr = complete[complete.lr_scene_id == bad_lr]
+    assert set(partial.pair_id) >= set(complete.pair_id) - set(lost_hr.pair_id) - set(lost_lr.pair_id)
+    assert not set(partial.pair_id) & set(lost_hr.pair_id)
+    assert bad_lr not in set(partial.lr_scene_id) and bad_hr not in set(partial.hr_scene_id)
+    # the permanently broken pair's chip and month got the next-ranked candidate instead
+    for row in lost_lr.itertuples():
+        same = partial[(partial.x0 == row.x0) & (partial.lr_date.str[:7] == row.lr_date[:7])]
+        alternatives = [sid for sid, _, g, _ in backend.of("compute_pixels") if g.x0 == row.x0 and sid != bad_lr]
+        assert len(same) == 1 or not alternatives
     assert all(is_complete(tmp_path / "raw", r) for r in partial.to_dict("records"))
-    assert len(sleeps) == 2 * sum(complete.hr_scene_id == bad_hr)  # the 503 pair was retried max_retries times
+    assert len(sleeps) == 2 * sum(complete.hr_scene_id == bad_hr)  # each 503 pair retried max_retries times
     failures = pd.read_csv(tmp_path / "raw" / gee.FAILURES_NAME)
-    assert set(failures.key) == set(lost.pair_id) and set(failures.stage) == {"download"}
-    assert "skipped" in caplog.text and "Image asset not found" in caplog.text
-    assert len(partial.attrs["failures"]) == len(lost)
+    assert set(failures.stage) == {"download"} and len(failures) == len(partial.attrs["failures"])
+    assert "Image asset not found" in caplog.text
+    assert failures.error.str.startswith("EEException").all()  # as ee raises them (the status is chained)
 
     healed = fake.FakeBackend()
     final = gee.run(params, tmp_path / "raw", healed)
     fetched = {sid for sid, *_ in healed.of("compute_pixels")}
-    assert fetched == set(lost.lr_scene_id) | set(lost.hr_scene_id)
-    assert final.pair_id.tolist() == complete.pair_id.tolist()
-    assert final.lr_sha256.tolist() == complete.lr_sha256.tolist()
-    assert final.hr_sha256.tolist() == complete.hr_sha256.tolist()
+    assert fetched == set(lost_hr.lr_scene_id) | set(lost_hr.hr_scene_id)  # only the transiently failed pairs
+    kept = final[final.pair_id.isin(partial.pair_id)]
+    assert kept.lr_sha256.tolist() == partial.set_index("pair_id").loc[kept.pair_id].lr_sha256.tolist()
+    assert set(lost_hr.pair_id) <= set(final.pair_id)
     assert not (tmp_path / "raw" / gee.FAILURES_NAME).exists()
+
+
+def test_a_failed_screening_batch_costs_only_the_bad_scene(tmp_path: Path, sleeps: list[float],
+                                                           reference: pd.DataFrame) -> None:
+    bad = reference.lr_scene_id.iloc[0]
+    backend = fake.FakeBackend(broken_screening={bad: (400, "Image.load: Image asset not found.")})
+    manifest = gee.run(fake.small_params(), tmp_path, backend)
+    failures = pd.read_csv(tmp_path / gee.FAILURES_NAME)
+    assert set(failures.stage) == {"clear_l8"} and all(k.endswith(bad) for k in failures.key)
+    assert bad not in set(manifest.lr_scene_id)
+    # the chip's other candidates were screened one by one and kept
+    chip = reference[(reference.x0 == reference.x0.iloc[0]) & (reference.lr_scene_id != bad)]
+    assert set(chip.pair_id) <= set(manifest.pair_id)
+    singles = [ids for ids, _ in backend.of("landsat_clear_fractions") if len(ids) == 1]
+    assert singles and not sleeps  # a 400 is not retried
 
 
 def test_a_location_whose_search_fails_keeps_its_earlier_pairs(tmp_path: Path, sleeps: list[float]) -> None:
     params = fake.small_params(max_retries=1)
     first = gee.run(params, tmp_path, fake.FakeBackend())
+    (tmp_path / gee.PROGRESS_NAME).unlink()  # as after a changed plan: every chip is searched again
 
     class SearchDown(fake.FakeBackend):
-        def search_scenes(self, collection, grid, *args):
-            if grid.x0 == first.x0.iloc[0]:
-                raise fake.FakeHttpError(500, "Internal error")
-            return super().search_scenes(collection, grid, *args)
+        def search_scenes(self, collections, grid, *args):
+            if abs(grid.x0 - first.x0.iloc[0]) < 1:
+                fake.raise_http(500, "Internal error")
+            return super().search_scenes(collections, grid, *args)
 
     backend = SearchDown()
     again = gee.run(params, tmp_path, backend)
-    assert again.pair_id.tolist() == first.pair_id.tolist()  # nothing dropped, nothing fetched
+    assert sorted(again.pair_id) == sorted(first.pair_id)  # nothing dropped, nothing fetched
     assert not backend.of("compute_pixels")
-    assert (tmp_path / gee.FAILURES_NAME).exists()
+    failures = pd.read_csv(tmp_path / gee.FAILURES_NAME)
+    assert set(failures.stage) == {"search"} and len(sleeps) == 1
 
 
 # ------------------------------------------------------------------------------------ credentials
 def _clean_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    for name in (*gee.ENV_KEY_FILES, gee.ENV_PROJECT, "CLOUDSDK_CONFIG"):
+    for name in (*gee.ENV_KEY_FILES, gee.ENV_PROJECT, "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # google.auth: no metadata-server probe (no network here)
 
 
 def _key_file(folder: Path) -> Path:
@@ -335,24 +310,27 @@ def _key_file(folder: Path) -> Path:
 
 
 def test_missing_credentials_fail_at_once_with_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is rejected up front: ee.Initialize itself looks for EE credentials, ADC and the
+    metadata server, and its refusal is reported with the setup help before anything starts."""
     _clean_env(monkeypatch, tmp_path / "home")
     params = fake.small_params()
     out = tmp_path / "raw"
     with pytest.raises(gee.GeeAuthError) as err:
-        gee.run(params, out)
+        gee.run(params, out)  # the real backend and the real ee.Initialize
     msg = str(err.value)
     for hint in ("earthengine authenticate", "EE_SERVICE_ACCOUNT_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS",
-                 "EE_PROJECT", "service account", "source.provider=demo"):
+                 "EE_PROJECT", "service account", "source.provider=demo", "satsr ee-check",
+                 "No Earth Engine credentials found."):
         assert hint in msg
     assert not out.exists()  # nothing was started
     with pytest.raises(gee.GeeAuthError):  # the same through the provider dispatcher
         run_source(params, out)
     assert not any(out.iterdir())
 
-    # a key but no project
+    # a key but no project: a service account defaults to its own project (as ee.Initialize does)
     monkeypatch.setenv("EE_SERVICE_ACCOUNT_KEY_FILE", str(_key_file(tmp_path)))
-    with pytest.raises(gee.GeeAuthError, match="EE_PROJECT"):
-        gee.resolve_auth(params.source.gee)
+    auth = gee.resolve_auth(params.source.gee)
+    assert auth.project is None and "project from the credentials" in auth.describe()
     # a key file that does not exist
     monkeypatch.setenv("EE_SERVICE_ACCOUNT_KEY_FILE", str(tmp_path / "missing.json"))
     monkeypatch.setenv("EE_PROJECT", "proj")
@@ -381,7 +359,15 @@ def test_resolve_auth_sources_and_precedence(tmp_path: Path, monkeypatch: pytest
     creds.parent.mkdir(parents=True)
     creds.write_text("{}")
     auth = gee.resolve_auth(GeeParams(project="p"))
-    assert auth.key_file is None and "user credentials" in auth.describe()
+    assert auth.key_file is None and "user / application-default credentials" in auth.describe()
+    # application-default credentials of any kind are left to ee.Initialize, not rejected
+    adc = tmp_path / "adc.json"
+    adc.write_text(json.dumps({"type": "external_account", "audience": "x"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    assert gee.resolve_auth(GeeParams()) == gee.EeAuth(project=None)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    creds.unlink()
+    assert gee.resolve_auth(GeeParams()).key_file is None  # nothing on disk: Colab / GCE metadata server
 
     # pasting the key itself into params is refused without echoing it
     pasted = GeeParams(project="p", credentials_file=key.read_text())
@@ -420,14 +406,69 @@ def test_the_key_never_reaches_logs_errors_or_outputs(tmp_path: Path, monkeypatc
 
 
 # ------------------------------------------------------------------------------------ resume
-def test_rerun_of_a_complete_dataset_downloads_nothing(tmp_path: Path) -> None:
+def test_rerun_of_a_complete_dataset_requests_nothing(tmp_path: Path) -> None:
     first = gee.run(fake.small_params(), tmp_path, fake.FakeBackend())
     mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.tif")}
     backend = fake.FakeBackend()
     again = gee.run(fake.small_params(), tmp_path, backend)
-    assert not backend.of("compute_pixels")
+    assert backend.calls == []  # every chip is finished under this plan: not even a search
     assert again.pair_id.tolist() == first.pair_id.tolist()
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.tif")} == mtimes
+    # a changed plan searches again, but complete pairs are still not downloaded again
+    backend = fake.FakeBackend()
+    wider = gee.run(fake.small_params(max_days_apart=8), tmp_path, backend)
+    assert backend.of("search_scenes") and set(first.pair_id) <= set(wider.pair_id)
+    refetched = {(sid, g.x0) for sid, _, g, _ in backend.of("compute_pixels")} & set(zip(first.lr_scene_id, first.x0))
+    assert not refetched
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.tif") if p.name in mtimes} == mtimes
+
+
+def test_quota_circuit_breaker_stops_cleanly_and_a_rerun_finishes_the_rest(tmp_path: Path, sleeps: list[float],
+                                                                          reference: pd.DataFrame,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    params = fake.small_params(max_concurrent_requests=1, quota_breaker_errors=3, max_retries=6)
+    stopped = fake.FakeBackend(quota_after=20)  # a daily quota runs out after 20 requests
+    with pytest.raises(gee.GeeQuotaError) as err:
+        gee.run(params, tmp_path, stopped)
+    msg = str(err.value)
+    assert "quota exhausted" in msg and "3 consecutive quota errors" in msg and "Rerun" in msg
+    assert isinstance(err.value, gee.GeeError)
+    assert len(sleeps) == 2  # stopped after 3 errors, not after 6 retries of every request
+    requests = len(stopped.calls)
+    assert requests == 23
+    done = read_manifest(tmp_path)
+    assert 0 < len(done) < len(reference) and all(is_complete(tmp_path, r) for r in done.to_dict("records"))
+    progress = json.loads((tmp_path / gee.PROGRESS_NAME).read_text())
+    assert 0 < len(progress["done"]) < N_CHIPS
+    mtimes = {name: (tmp_path / name).stat().st_mtime_ns for name in [*done.lr_file, *done.hr_file]}
+
+    # the CLI prints it as one line, no traceback
+    from satsr.cli import main
+
+    monkeypatch_run = pytest.MonkeyPatch()
+    monkeypatch_run.setattr(gee.provider, "EarthEngineBackend", lambda *a, **k: fake.FakeBackend(quota_after=0))
+    monkeypatch_run.setattr(gee.provider, "resolve_auth", lambda g: gee.EeAuth(project="p"))
+    try:
+        (tmp_path / "p.yaml").write_text(json.dumps({"source": {"provider": "gee", "lr_size": 16, "gee": {
+            "regions": [{"name": "a", "start": [-52.5, -3.2]}], "quota_breaker_errors": 2, "max_retries": 1}}}))
+        assert main(["source", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "cli")]) == 1
+    finally:
+        monkeypatch_run.undo()
+    cli_err = capsys.readouterr().err
+    assert "satsr: Earth Engine quota exhausted" in cli_err and "Traceback" not in cli_err
+
+    healed = fake.FakeBackend()
+    final = gee.run(params, tmp_path, healed)
+    finished = set(progress["done"])
+    assert not any(grid.x0 in {loc.lr_grid.x0 for loc in gee.plan_locations(params) if loc.key in finished}
+                   for _, grid, *_ in healed.of("search_scenes"))  # finished chips: not even searched
+    fetched = {(sid, grid.x0) for sid, _, grid, _ in healed.of("compute_pixels")}
+    refetched = fetched & set(zip(done.lr_scene_id, done.x0))
+    assert not refetched and len(healed.of("compute_pixels")) == 2 * (len(reference) - len(done))
+    assert {name: (tmp_path / name).stat().st_mtime_ns for name in mtimes} == mtimes
+    for col in ("pair_id", "lr_file", "hr_file", "lr_sha256", "hr_sha256"):
+        assert sorted(final[col]) == sorted(reference[col])
+    assert len(json.loads((tmp_path / gee.PROGRESS_NAME).read_text())["done"]) == N_CHIPS
 
 
 def test_resume_after_kill(tmp_path: Path, reference: pd.DataFrame) -> None:
@@ -461,12 +502,13 @@ def test_resume_after_kill(tmp_path: Path, reference: pd.DataFrame) -> None:
     backend = fake.FakeBackend()
     final = gee.run(fake.small_params(), out, backend)
     done_lr = set(zip(killed.lr_scene_id, killed.x0))  # a Landsat scene serves one pair per location
-    refetched = [sid for sid, bands, grid in backend.of("compute_pixels") if (sid, grid.x0) in done_lr]
+    refetched = [sid for sid, _, grid, _ in backend.of("compute_pixels") if (sid, grid.x0) in done_lr]
     assert not refetched, f"completed pairs downloaded again: {refetched}"
     assert len(backend.of("compute_pixels")) == 2 * (len(reference) - len(killed))
     assert {name: (out / name).stat().st_mtime_ns for name in mtimes} == mtimes
     for col in ("pair_id", "lr_file", "hr_file", "lr_sha256", "hr_sha256"):
         assert final[col].tolist() == reference[col].tolist()
     assert all(sha256_file(out / r.lr_file) == r.lr_sha256 for r in final.itertuples())
-    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST_NAME, *final.lr_file, *final.hr_file])
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST_NAME, gee.PROGRESS_NAME, *final.lr_file,
+                                                            *final.hr_file])
 

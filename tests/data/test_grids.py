@@ -67,3 +67,39 @@ def test_split_request_covers_grid_once_under_limits():
 def test_cell_id_groups_nearby_points():
     assert grids.cell_id(100.0, 100.0, "EPSG:1", 1000) == grids.cell_id(900.0, 999.0, "EPSG:1", 1000)
     assert grids.cell_id(100.0, 100.0, "EPSG:1", 1000) != grids.cell_id(1100.0, 100.0, "EPSG:1", 1000)
+
+
+# ------------------------------------------------------------------------------------ Landsat's own grid
+@pytest.mark.parametrize("lon, epsg", [(-52.5, 32622), (48.5, 32639), (-87.2, 32616), (-54.0001, 32621),
+                                       (-53.9999, 32622), (179.99, 32660)])
+def test_landsat_uses_the_northern_zone_everywhere(lon, epsg):
+    assert grids.landsat_epsg(lon) == epsg  # also south of the equator, unlike Sentinel-2
+    assert grids.epsg_zone(f"EPSG:{epsg}") == grids.epsg_zone(epsg + 100) == epsg % 100
+    assert grids.epsg_zone("EPSG:4326") is None and grids.epsg_zone("bogus") is None
+
+
+@pytest.mark.parametrize("centre", [(333_211.7, -353_700.2),   # south of the equator, 326xx: negative northing
+                                    (478_101.0, 1_647_389.9),  # north
+                                    (833_950.0, 5_500_012.0),  # east edge of a zone
+                                    (166_040.0, -1_200_033.0)])  # west edge, south
+@pytest.mark.parametrize("lr_size", [16, 265])
+def test_landsat_grids_put_pixel_centres_on_multiples_of_30_m(centre, lr_size):
+    lr, hr = grids.landsat_grids(*centre, "EPSG:32622", lr_size)
+    # Collection 2: pixel centres on multiples of 30 m, so edges at 15 (mod 30), negative northings too
+    assert lr.x0 % 30 == 15 and lr.y0 % 30 == 15
+    assert ((lr.x0 + 15) % 30, (lr.y0 - 15) % 30) == (0, 0)
+    assert grids.lattice_offset(lr.x0, lr.y0, 15.0, 15.0, 30.0) == (0.0, 0.0)
+    # exact nesting; the HR corner is 5 m off Sentinel-2's edges (multiples of 10 m) in x and y
+    assert (hr.x0, hr.y0, hr.width) == (lr.x0, lr.y0, 3 * lr.width) and lr.bounds == hr.bounds
+    assert grids.lattice_offset(hr.x0, hr.y0, 300_000.0, 9_800_020.0, 10.0) == (5.0, 5.0)
+    assert grids.lattice_offset(hr.x0, hr.y0, 300_000.0, -199_980.0, 10.0) == (5.0, 5.0)  # same in 326xx terms
+    cx, cy = (lr.bounds[0] + lr.bounds[2]) / 2, (lr.bounds[1] + lr.bounds[3]) / 2
+    assert abs(cx - centre[0]) <= 15 and abs(cy - centre[1]) <= 15
+
+
+def test_landsat_grids_follow_a_scene_lattice():
+    lr, _ = grids.landsat_grids(500_000.0, -300_000.0, "EPSG:32622", 16, lattice=(499_785.0, -100_005.0))
+    assert lr.x0 % 30 == 15 and lr.y0 % 30 == 15  # the same lattice, given by a scene corner
+    odd, _ = grids.landsat_grids(500_000.0, -300_000.0, "EPSG:32622", 16, lattice=(0.0, 0.0))
+    assert odd.x0 % 30 == 0 and odd.y0 % 30 == 0
+    assert grids.lattice_offset(odd.x0, odd.y0, 15.0, 15.0, 30.0) == (15.0, 15.0)

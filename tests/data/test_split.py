@@ -17,6 +17,7 @@ from satsr.data.geotiff import write_geotiff
 from satsr.data.manifest import write_manifest
 from satsr.data.radiometry import L8_C2_L2, LANDSAT_RGB, S2_RGB, S2_SR
 from satsr.data.split import (
+    EmptySplitError,
     SplitLeakError,
     assert_disjoint,
     footprints,
@@ -157,11 +158,31 @@ def test_cells_group_chips_and_every_split_gets_a_group(tmp_path, caplog):
     df = run_split(params(), raw, report, tmp_path / "s").set_index("pair_id")
     assert df.loc["a0", "group"] == df.loc["a1", "group"]
     assert sorted(df["split"].unique()) == ["test", "train", "val"]
-    # Two groups: a split stays empty, with a clear warning.
+    # Two groups: test would stay empty, so split stops before any training, with the fix (issue 13, 10b) ...
     raw, report = setup(tmp_path / "two", rows[:3])
+    with pytest.raises(EmptySplitError) as info:
+        run_split(params(), raw, report, tmp_path / "two" / "s")
+    text = str(info.value)
+    assert "2 spatial group(s) for 3 pair(s) leave test empty" in text and "split.allow_empty_test: true" in text
+    assert "split.group_cell_m" in text and not (tmp_path / "two" / "s").exists()
+    # ... unless the user allows it: train and val filled, a warning that evaluate will skip
     caplog.set_level(logging.WARNING)
-    df = run_split(params(), raw, report, tmp_path / "two" / "s")
-    assert df["group"].nunique() == 2 and "EMPTY" in caplog.text
+    df = run_split(params(allow_empty_test=True), raw, report, tmp_path / "two" / "s")
+    assert df["group"].nunique() == 2 and sorted(df["split"].unique()) == ["train", "val"]
+    assert "evaluate@<arch> will skip" in caplog.text
+    summary = json.loads((tmp_path / "two" / "s" / "summary.json").read_text())
+    assert summary["allow_empty_test"] is True and summary["pairs"]["test"] == 0
+
+
+def test_an_empty_val_split_is_never_allowed(tmp_path):
+    """One spatial group: val would be empty; training validates and select ranks on val, so even
+    split.allow_empty_test does not let it through."""
+    raw, report = setup(tmp_path, [chip_row("a0", "EPSG:32720", 401000.0, 9501000.0),
+                                   chip_row("a1", "EPSG:32720", 405000.0, 9505000.0)])
+    for allow in (False, True):
+        with pytest.raises(EmptySplitError, match=r"leave val and test empty \(expected at least one group in "
+                                                  r"train and in val"):
+            run_split(params(allow_empty_test=allow), raw, report, tmp_path / f"s{allow}")
 
 
 def _regions(n_groups: int, per_group: int = 4) -> list[dict]:
@@ -205,7 +226,8 @@ def test_neighbours_across_utm_zones_are_grouped(tmp_path):
         chip_row("far", "EPSG:32721", *utm(-59.0, -3.5, 32721)),
     ]
     raw, report = setup(tmp_path, rows, files=True)
-    df = run_split(params(group_cell_m=1000.0), raw, report, tmp_path / "s").set_index("pair_id")
+    # two groups (the point here): no test split, allowed
+    df = run_split(params(group_cell_m=1000.0, allow_empty_test=True), raw, report, tmp_path / "s").set_index("pair_id")
     assert df.loc["w", "group"] == df.loc["e", "group"] != df.loc["far", "group"]
     assert df.loc["w", "lon"] == pytest.approx(-60.003, abs=0.01)
 

@@ -1,4 +1,5 @@
-"""docker/compose.yaml read as YAML (no Docker engine): services, pins, healthchecks, GPU, secrets.
+"""docker/compose.yaml read as YAML (no Docker engine): services, pins, healthchecks, GPU, secrets,
+and MLflow's login (the basic-auth app; tests/test_mlflow_auth.py runs it for real).
 
 Variables are read the way compose would with nothing set in docker/.env: ``${VAR:-default}`` is
 its default, ``${VAR:?message}`` is required (no default, so nothing secret is committed).
@@ -7,6 +8,8 @@ tests/test_services_e2e.py runs the ``mlflow`` service's command natively agains
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -185,6 +188,71 @@ def test_trainer_settings(services):
     assert default(environment(services["optuna-dashboard"])["SATSR_OPTUNA_STORAGE"]) == default(storage)
 
 
+def _config_file(compose: dict, service: dict, target: str) -> Path:
+    """The host file behind the compose config mounted at ``target`` in ``service``."""
+    for entry in service.get("configs") or []:
+        if isinstance(entry, dict) and entry.get("target") == target:
+            return (COMPOSE.parent / compose["configs"][entry["source"]]["file"]).resolve()
+    raise AssertionError(f"no compose config is mounted at {target}")
+
+
+def test_mlflow_runs_the_basic_auth_app(services, compose):
+    """Item 16b of issue 13: the server demands a login (MLflow's basic-auth app)."""
+    mlflow = services["mlflow"]
+    cmd = command_list(mlflow)
+    env = environment(mlflow)
+    assert "--app-name=basic-auth" in cmd, "the server must run MLflow's basic-auth app"
+    ini_path = _config_file(compose, mlflow, env["MLFLOW_AUTH_CONFIG_PATH"])
+    assert ini_path == DOCKER / "mlflow-auth.ini" and ini_path.is_file()
+    ini = configparser.ConfigParser()
+    ini.read_string(ini_path.read_text())
+    auth = ini["mlflow"]
+    assert "admin_password" not in auth, "the admin password comes from docker/.env, never from a file"
+    assert auth["default_permission"] in ("READ", "NO_PERMISSIONS"), "a login must not grant writes by default"
+    assert auth["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
+    # The user store lives in MLflow's own PostgreSQL database; the URI names no host, user or
+    # password (libpq's PG* variables of the service give them).
+    db = auth["database_uri"]
+    backend = env["MLFLOW_BACKEND_STORE_URI"]
+    assert db.startswith("postgresql+psycopg2:///") and "@" not in db
+    assert db.rsplit("/", 1)[1] == backend.rsplit("/", 1)[1] == environment(services["postgres"])["POSTGRES_DB"]
+    assert env["PGHOST"] == "postgres" and env["PGPORT"] == "5432"
+    assert default(env["PGUSER"]) == default(environment(services["postgres"])["POSTGRES_USER"])
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", env["PGPASSWORD"])
+    # The admin account and the Flask (CSRF) key: variables with no default, never literals.
+    for key, var in (("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD"),
+                     ("MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_FLASK_SECRET_KEY")):
+        assert re.fullmatch(rf"\$\{{{var}(:\?[^}}]*)?\}}", env[key]), f"{key}={env[key]!r}"
+    assert default(env["MLFLOW_AUTH_ADMIN_USERNAME"]) == "admin"
+    # no anonymous probe needs a login: /health is open on a basic-auth server
+    assert "/health" in " ".join(mlflow["healthcheck"]["test"])
+
+
+def test_trainers_log_in_with_mlflows_variables(services):
+    env = environment(services["trainer"])
+    assert default(env["MLFLOW_TRACKING_USERNAME"]) == "trainer"
+    assert re.fullmatch(r"\$\{MLFLOW_TRACKING_PASSWORD:\?[^}]*\}", env["MLFLOW_TRACKING_PASSWORD"]), \
+        "the trainers' password is required and has no default"
+    assert "@" not in default(env["MLFLOW_TRACKING_URI"]), "no login inside the tracking URI"
+
+
+def test_no_password_literal_anywhere(compose):
+    """Neither the compose file, the auth config nor the .env template holds a password."""
+    texts = {COMPOSE.name: COMPOSE.read_text(), "mlflow-auth.ini": (DOCKER / "mlflow-auth.ini").read_text()}
+    for name, text in texts.items():
+        for line in text.splitlines():
+            # what is left once every ${VAR...} interpolation (the only allowed source) is removed
+            code = VAR.sub("", line.split("#", 1)[0])
+            m = re.search(r"(passw\w*|secret\w*|token)\s*[:=]\s*(\S+)", code, re.IGNORECASE)
+            assert not m, f"{name}: {line.strip()!r} looks like a literal secret"
+            assert not re.search(r"://[^/\s:@]*:[^/\s@]+@", code), f"{name}: {line.strip()!r} has a login in a URI"
+    example = (DOCKER / ".env.example").read_text()
+    for var in ("MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SECRET_KEY", "MLFLOW_TRACKING_PASSWORD"):
+        assert re.search(rf"^{var}=\s*$", example, re.MULTILINE), f"{var} must be empty in .env.example"
+    user_script = DOCKER / "mlflow-user.sh"
+    assert user_script.is_file() and os.access(user_script, os.X_OK), "docker/mlflow-user.sh must be executable"
+
+
 def test_named_volumes_are_declared(services, compose):
     declared = set(compose.get("volumes") or {})
     for name, service in services.items():
@@ -220,7 +288,8 @@ def test_docker_compose_accepts_the_file(tmp_path):
                                         check=False, timeout=30).returncode != 0:
         pytest.skip("the docker compose plugin is not installed here")
     env_file = tmp_path / "test.env"
-    env_file.write_text("POSTGRES_PASSWORD=not-a-real-password\n")
+    env_file.write_text("POSTGRES_PASSWORD=not-a-real-password\nMLFLOW_TRACKING_PASSWORD=not-a-real-password\n"
+                        "MLFLOW_ADMIN_PASSWORD=not-a-real-password\nMLFLOW_FLASK_SECRET_KEY=not-a-real-key\n")
     proc = subprocess.run([docker, "compose", "-f", str(COMPOSE), "--env-file", str(env_file), "--profile",
                            "tuning", "config", "--quiet"], capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -233,9 +233,13 @@ def test_services_stage_uses_the_lock_versions(instructions):
     services = stages(instructions)["services"]
     run = next(i.args for i in services if i.cmd == "RUN" and "uv pip install" in i.args)
     assert "--constraint /opt/satsr/requirements.lock" in run
-    for pkg in ("mlflow", "psycopg2-binary", "optuna"):
+    for pkg in ("psycopg2-binary", "optuna"):
         assert re.search(rf"\s{pkg}(\s|$)", run), pkg
-    assert "psycopg2-binary" in lock_pins(LOCK), "psycopg2-binary must be a locked runtime dependency"
+    # the server runs MLflow's basic-auth app (compose: --app-name=basic-auth), which needs the extra
+    assert re.search(r'\s"mlflow\[auth\]"(\s|$)', run), "install mlflow[auth] (quoted) in the services stage"
+    pins = lock_pins(LOCK)
+    assert "psycopg2-binary" in pins, "psycopg2-binary must be a locked runtime dependency"
+    assert "flask-wtf" in pins, "mlflow[auth]'s Flask-WTF must be locked (pyproject: mlflow[auth])"
 
 
 def test_entrypoint_and_default_command(instructions):

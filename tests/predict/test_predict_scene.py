@@ -229,20 +229,20 @@ def test_collection2_band_files_of_l8_and_l5(tmp_path, bicubic_model):
 
     l5 = _c2_scene(tmp_path / "l5", "LT05_L2SP_232066_20080727_20200827_02_T1",
                    {"SR_B1": 0.03, "SR_B2": 0.06, "SR_B3": 0.09, "SR_B4": 0.35})
-    outs = predict(l5, bicubic_model, tmp_path / "out5", params=Params())  # the folder: one scene
+    outs = predict(l5, bicubic_model, f"{tmp_path / 'out5'}/", params=Params())  # the folder: one scene
     assert [o.name for o in outs] == ["LT05_L2SP_232066_20080727_20200827_02_T1_SR10m.tif"]
     np.testing.assert_allclose(np.nanmean(read_refl(outs[0]).reshape(3, -1), 1), [0.09, 0.06, 0.03], atol=1e-4)
 
     # A glob and several inputs at once: one output per scene in the output folder.
     assert [s.name for s in resolve_inputs(str(l8 / "*.TIF"))] == ["LC08_L2SP_232066_20190727_20200827_02_T1"]
-    outs = predict([str(l8 / "*_SR_B*.TIF"), l5], bicubic_model, tmp_path / "both", params=Params())
+    outs = predict([str(l8 / "*_SR_B*.TIF"), l5], bicubic_model, f"{tmp_path / 'both'}/", params=Params())
     assert sorted(o.name[:4] for o in outs) == ["LC08", "LT05"] and all(o.is_file() for o in outs)
     with pytest.raises(PredictError, match="2 scenes need an output folder"):
         predict([l8, l5], bicubic_model, tmp_path / "one.tif", params=Params())
 
     (l5 / "LT05_L2SP_232066_20080727_20200827_02_T1_SR_B1.TIF").unlink()
     with pytest.raises(PredictError, match=r"LT05_L2SP_232066_20080727_20200827_02_T1_SR_B1\.TIF: file not found"):
-        predict(l5, bicubic_model, tmp_path / "out5b", params=Params())
+        predict(l5, bicubic_model, f"{tmp_path / 'out5b'}/", params=Params())
 
 
 def test_three_band_uint16_c2_file_needs_no_options(tmp_path, bicubic_model):

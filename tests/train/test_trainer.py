@@ -365,3 +365,42 @@ def test_cli_lists_the_training_commands():
         assert command in helptext
     args = cli.build_parser().parse_args(["finetune", "srgan", "--no-init"])
     assert args.arch == "srgan" and args.no_init and args.func is cli.cmd_finetune
+
+
+LOCK_HOLDER = textwrap.dedent("""
+    import sys, time
+    from satsr.locks import dir_lock
+    with dir_lock(sys.argv[1], "held by a test"):
+        print("held", flush=True)
+        time.sleep(120)
+""")
+
+
+def test_a_second_writer_of_a_checkpoint_folder_is_refused_and_a_killed_ones_lock_taken_over(
+        data_dir, tmp_path, caplog):
+    """Issue 13 item 7: the orphan of a killed `dvc` still trains into the folder; a rerun must not
+    resume from it. A real holder process: refused with its pid and host, nothing touched; SIGKILLed:
+    the next run takes the lock over (logged) and trains."""
+    import socket
+
+    from satsr import locks
+
+    params = tiny_params(epochs=1, steps_per_epoch=1)
+    ckpt = tmp_path / "ckpt" / "edsr"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(ckpt)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(locks.LockHeldError) as err:
+            trainer.train_stage(params, "finetune", "edsr", data_dir, tmp_path / "o", ckpt_dir=ckpt,
+                                log_to_mlflow=False)
+        assert str(err.value).startswith(f"{ckpt}.lock: checkpoint folder {ckpt} (finetune@edsr) is in use: "
+                                         f"held by pid {holder.pid} on host {socket.gethostname()} since ")
+        assert err.value.exit_code == 75
+        assert not ckpt.exists() and not (tmp_path / "o").exists()  # nothing written, nothing moved aside
+    finally:
+        holder.kill()
+        holder.wait(timeout=20)
+    caplog.set_level("WARNING", logger="satsr.locks")
+    trainer.train_stage(params, "finetune", "edsr", data_dir, tmp_path / "o", ckpt_dir=ckpt, log_to_mlflow=False)
+    assert f"it was pid {holder.pid}" in caplog.text and (ckpt / ck.FINISHED).is_file()
+    assert not locks.lock_path(ckpt).exists()

@@ -1,5 +1,6 @@
 """Studies: failed trials are recorded FAIL and the study goes on, pruning, the cap, resume after a
-killed study (tops up, never adds), and the real fine-tune path with MLflow nested runs, figures and
+killed worker (its trial re-run without using the budget, its MLflow run ended KILLED, its folder
+removed, no proposal replayed), and the real fine-tune path with MLflow nested runs, figures and
 the best params applied by `satsr finetune`."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -130,31 +132,116 @@ KILLED_WORKER = textwrap.dedent("""
     calls = {{"n": 0}}
     def train(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 3:          # SIGKILL in the middle of the third trial
+        if calls["n"] == 3:          # SIGKILL in the middle of the third trial, its folder written
+            (Path(k["ckpt_dir"]) / "tf").mkdir(parents=True)
             os.kill(os.getpid(), signal.SIGKILL)
         return inner(*a, **k)
     st.run_study(_params(tmp, n_trials=5), "edsr", data_dir=tmp, init_weights=None,
-                 storage="journal:" + str(tmp / "journal.log"), log_to_mlflow=False, train_fn=train)
+                 storage="journal:" + str(tmp / "journal.log"), log_to_mlflow={mlflow}, train_fn=train)
 """)
 
 
-def test_resume_after_a_killed_study_tops_up_to_the_cap(tmp_path):
-    code = KILLED_WORKER.format(tests=str(Path(__file__).parent), tmp=str(tmp_path))
-    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{REPO / 'tests'}"}
+def _values(t) -> tuple:
+    return tuple(sorted(t.params.items()))
+
+
+def test_a_killed_trial_does_not_use_the_budget_is_rerun_and_cleaned_up(tmp_path):
+    """Issue 13 item 8, with a real SIGKILL: the worker dies in trial 2 (RUNNING in the journal, its
+    nested MLflow run RUNNING, its work folder on disk). The next worker marks it FAIL without
+    counting it, re-runs its values as trial 3, ends its MLflow run KILLED and removes its folder;
+    the study ends with n_trials counted trials and no finished trial repeated."""
+    from fixtures_mlflow import isolated_mlflow_env
+    from mlflow import MlflowClient
+
+    from satsr.tune import recovery
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = KILLED_WORKER.format(tests=str(Path(__file__).parent), tmp=str(tmp_path), mlflow=True)
+    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{REPO / 'tests'}",
+           "MLFLOW_TRACKING_URI": uri, "SATSR_TRACKING_ROOT": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+                          timeout=180, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     storage = st.make_storage(_journal(tmp_path))
     (summary,) = optuna.get_all_study_summaries(storage)
-    states = [t.state.name for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials]
-    assert states == ["COMPLETE", "COMPLETE", "RUNNING"]
-    result = st.run_study(_params(tmp_path, n_trials=5), "edsr", data_dir=tmp_path, init_weights=None,
-                          storage=_journal(tmp_path), log_to_mlflow=False, train_fn=fake_train())
+    killed = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert [t.state.name for t in killed] == ["COMPLETE", "COMPLETE", "RUNNING"]
+    dead = killed[2]
+    dead_dir, dead_run = Path(dead.user_attrs["work_dir"]), dead.user_attrs["mlflow_run_id"]
+    assert dead_dir.name == "trial_2" and (dead_dir / "ckpt" / "tf").is_dir()
+    client = MlflowClient(uri)
+    assert client.get_run(dead_run).info.status == "RUNNING"
+
+    with isolated_mlflow_env(MLFLOW_TRACKING_URI=uri, SATSR_TRACKING_ROOT=str(tmp_path)):
+        result = st.run_study(_params(tmp_path, n_trials=5), "edsr", data_dir=tmp_path, init_weights=None,
+                              storage=_journal(tmp_path), log_to_mlflow=True, train_fn=fake_train())
     assert result.study_name == summary.study_name
-    assert result.counts == {"COMPLETE": 4, "FAIL": 1}  # the dead trial FAILED, 2 new ones: 5 in all
-    assert [r.number for r in result.trials_here] == [3, 4]
-    dead = optuna.load_study(study_name=summary.study_name, storage=storage).trials[2]
-    assert "died" in dead.user_attrs["fail_reason"]
+    assert result.counts == {"COMPLETE": 5, "FAIL": 1}  # the killed trial is not counted: 5 complete ones
+    assert [r.number for r in result.trials_here] == [3, 4, 5]
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert recovery.budget_used(optuna.load_study(study_name=summary.study_name, storage=storage)) == 5
+    dead = trials[2]
+    assert dead.state.name == "FAIL" and dead.user_attrs["killed"] and dead.user_attrs["counted"] is False
+    assert "died (killed); its values are re-run" in dead.user_attrs["fail_reason"]
+    assert trials[3].user_attrs["retry_of"] == 2 and trials[3].params == dead.params  # the same values re-run
+    complete = [_values(t) for t in trials if t.state.name == "COMPLETE"]
+    assert len(set(complete)) == len(complete) == 5  # no finished trial proposed twice
+    assert client.get_run(dead_run).info.status == "KILLED"
+    assert not dead_dir.exists()
+    children = client.search_runs([client.get_run(dead_run).info.experiment_id],
+                                  "tags.trial_number != ''")
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 5 + ["KILLED"]
+
+
+def test_a_restarted_seeded_worker_does_not_replay_its_first_proposals(tmp_path):
+    """The random phase of a seeded sampler used to restart with the same seed on every rerun, so
+    a resumed study re-proposed trial 0. The seed now depends on the trials already in the study."""
+    raw = tiny_raw(tmp_path)
+    write_spaces(tmp_path / "spaces", ("edsr",), sampler="random")  # tiny_raw wrote the TPE settings
+    params = Params.model_validate(raw)
+    kw = {"data_dir": tmp_path, "init_weights": None, "storage": _journal(tmp_path), "log_to_mlflow": False}
+    st.run_study(params, "edsr", n_trials=2, train_fn=fake_train(), **kw)
+    result = st.run_study(params, "edsr", n_trials=4, train_fn=fake_train(), **kw)
+    trials = optuna.load_study(study_name=result.study_name, storage=st.make_storage(_journal(tmp_path))).trials
+    lrs = [t.params["finetune.lr"] for t in trials]
+    assert len(trials) == 4 and len(set(lrs)) == 4, lrs
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_recovery_touches_only_dead_workers_of_this_host_and_gives_up_after_killed_retries(tmp_path):
+    from satsr.tune import recovery
+
+    study = optuna.create_study(storage=st.make_storage(_journal(tmp_path)), study_name="r")
+    host = socket.gethostname()
+    workers = {"dead_last_retry": (host, _dead_pid(), 2), "live": (host, os.getppid(), 0),
+               "other_host": ("elsewhere", 1, 0), "this_process": (host, os.getpid(), 0)}
+    numbers = {}
+    for name, (w_host, pid, retries) in workers.items():
+        trial = study.ask()
+        trial.suggest_float("finetune.lr", 1e-4, 1e-2, log=True)
+        for key, value in {"worker_host": w_host, "worker_pid": pid, "retries": retries}.items():
+            trial.set_user_attr(key, value)
+        recovery.trial_dir(tmp_path / "work", trial.number).mkdir(parents=True)
+        numbers[name] = trial.number
+    assert recovery.recover_killed(study, tmp_path / "work", killed_retries=2) == [
+        numbers["dead_last_retry"], numbers["this_process"]]
+    trials = study.get_trials(deepcopy=False)
+    last = trials[numbers["dead_last_retry"]]
+    assert last.state.name == "FAIL" and last.user_attrs["counted"] is True  # counts: values kill every time
+    assert "re-run 2 time(s) already" in last.user_attrs["fail_reason"]
+    assert trials[numbers["live"]].state.name == trials[numbers["other_host"]].state.name == "RUNNING"
+    assert trials[numbers["this_process"]].user_attrs["counted"] is False
+    waiting = [t for t in trials if t.state.name == "WAITING"]
+    assert [t.user_attrs["retry_of"] for t in waiting] == [numbers["this_process"]]
+    assert waiting[0].user_attrs["retries"] == 1
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [f"trial_{numbers['live']}",
+                                                                    f"trial_{numbers['other_host']}"]
+    assert recovery.budget_used(study) == 3  # last retry (FAIL) + two live RUNNING
 
 
 def test_real_trials_log_nested_mlflow_runs_figures_and_feed_finetune(tmp_path, monkeypatch):
@@ -178,7 +265,7 @@ def test_real_trials_log_nested_mlflow_runs_figures_and_feed_finetune(tmp_path, 
     figures = {p.name for p in (tmp_path / "tune" / "figures").iterdir()}
     assert {"optimization_history.png", "parallel_coordinate.png", "intermediate_values.png",
             "trials.csv"} <= figures
-    assert not any((tmp_path / "work" / "edsr").glob("trial_*"))  # trial folders cleaned up
+    assert not any((tmp_path / "work" / "edsr").rglob("trial_*"))  # trial folders cleaned up
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("satsr").experiment_id])
@@ -213,3 +300,37 @@ def test_real_trials_log_nested_mlflow_runs_figures_and_feed_finetune(tmp_path, 
     assert main(["tune", "edsr", "--params", str(params_file), "--out", str(fixed),
                  "--figures", str(tmp_path / "f2")]) == 0
     assert yaml.safe_load(fixed.read_text()) == {"arch": "edsr", "tuned": False, "overrides": {}}
+
+
+WORKER_HOLDER = textwrap.dedent("""
+    import sys, time
+    from satsr.locks import dir_lock
+    with dir_lock(sys.argv[1], "a tune worker"):
+        print("held", flush=True)
+        time.sleep(120)
+""")
+
+
+def test_the_same_worker_of_a_study_runs_once_per_host(tmp_path):
+    """Issue 13 item 7 for tune: a second `satsr tune --worker 0` of the same study (e.g. beside the
+    orphan of a killed `dvc`) is refused naming the first one; another --worker index runs."""
+    from satsr import locks
+
+    params = _params(tmp_path, n_trials=1)
+    kw = {"data_dir": tmp_path, "init_weights": None, "storage": _journal(tmp_path), "log_to_mlflow": False,
+          "train_fn": fake_train()}
+    name = st.study_name(params, "edsr", *spaces.load_all(tmp_path / "spaces", "edsr"))
+    worker0 = tmp_path / "work" / "edsr" / name / "worker-0"
+    holder = subprocess.Popen([sys.executable, "-c", WORKER_HOLDER, str(worker0)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(locks.LockHeldError) as err:
+            st.run_study(params, "edsr", **kw)
+        assert str(err.value).startswith(f"{worker0}.lock: tune worker 0 of study {name} is in use: held by pid "
+                                         f"{holder.pid} on host {socket.gethostname()}")
+        assert not (tmp_path / "journal.log").exists() or not optuna.get_all_study_summaries(
+            st.make_storage(_journal(tmp_path)))  # refused before touching the study
+        assert len(st.run_study(params, "edsr", worker=1, **kw).trials_here) == 1
+    finally:
+        holder.kill()
+        holder.wait(timeout=20)

@@ -36,6 +36,7 @@ from satsr.data.geotiff import Raster, RasterError, encoding_of, read_raster
 from satsr.data.manifest import read_manifest
 from satsr.data.radiometry import Encoding
 from satsr.data.registration import apply_shift, area_downsample, pearson_r, phase_shift
+from satsr.errors import MissingInputError
 from satsr.util import atomic_path
 
 log = logging.getLogger(__name__)
@@ -579,6 +580,17 @@ def summarize(report: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _check_some_files(raw_dir: Path, jobs: list[tuple[str, Any, Any]]) -> None:
+    """A pair whose file is missing is *rejected* (a partial download); a raw folder with none of its
+    files is a missing input (not checked out, wrong folder), not 100 % rejections."""
+    files = [raw_dir / str(f) for _, lr, hr in jobs for f in (lr, hr) if isinstance(f, str) and f]
+    if jobs and not any(f.is_file() for f in files):
+        first = files[0] if files else raw_dir / "manifest.csv"
+        raise MissingInputError(
+            f"{first}: raw file not found (none of the {len(jobs)} pair(s) of {raw_dir / 'manifest.csv'} has its "
+            "GeoTIFFs; expected the source stage's files: run `dvc checkout source` or `dvc repro source`)")
+
+
 def run_filter(params: Params, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
     """Screen every pair of ``raw_dir/manifest.csv``; write report, summary, contact sheet."""
     t0 = time.perf_counter()
@@ -590,6 +602,7 @@ def run_filter(params: Params, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
         shutil.rmtree(out_dir / sub, ignore_errors=True)
     s = CheckSettings.from_params(params, raw_dir, out_dir)
     jobs = list(zip(manifest["pair_id"].astype(str), manifest["lr_file"], manifest["hr_file"]))
+    _check_some_files(raw_dir, jobs)
     workers = params.png.workers
     rows = _run_jobs(jobs, s, workers)
 

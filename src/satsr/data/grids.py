@@ -1,7 +1,10 @@
 """Grid maths: UTM zones, exactly nested 30 m / 10 m grids, and the seed's moving square.
 
-Both sensors are requested on the same UTM CRS with the same upper-left origin (snapped to the
-30 m lattice), so the HR chip is exactly 3x the LR chip and pixel-aligned by construction.
+Both sensors are requested on the same UTM CRS with the same upper-left origin, so the HR chip is
+exactly 3x the LR chip and pixel-aligned by construction. :func:`nested_grids` snaps that corner to
+multiples of 30 m (the simulated providers' lattice); :func:`landsat_grids` puts it on Landsat
+Collection 2's own lattice (pixel *centres* on multiples of 30 m, so edges at 15 mod 30, always in
+the northern UTM zone), which is what the Earth Engine provider requests so the LR stays native.
 """
 
 from __future__ import annotations
@@ -47,9 +50,62 @@ class Grid:
 
 
 def utm_epsg(lon: float, lat: float) -> int:
-    """WGS84 / UTM zone EPSG code of a point (326xx north, 327xx south)."""
-    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
-    return (32600 if lat >= 0 else 32700) + zone
+    """WGS84 / UTM zone EPSG code of a point (326xx north, 327xx south), as Sentinel-2 uses them."""
+    return (32600 if lat >= 0 else 32700) + utm_zone(lon)
+
+
+#: Landsat Collection 2: pixel centres on multiples of 30 m, so pixel edges lie at 15 (mod 30) m.
+LANDSAT_EDGE_MOD_M = LR_PIXEL_M / 2
+
+
+def utm_zone(lon: float) -> int:
+    """UTM zone number (1..60) of a longitude."""
+    return min(int((lon + 180.0) // 6.0) + 1, 60)
+
+
+def landsat_epsg(lon: float) -> int:
+    """EPSG code of the UTM zone Landsat products use at ``lon``: always the northern 326xx (south
+    of the equator the northings are negative), unlike Sentinel-2's 327xx there."""
+    return 32600 + utm_zone(lon)
+
+
+def epsg_zone(crs: str | int) -> int | None:
+    """UTM zone number of a WGS84 / UTM EPSG code ('EPSG:32622', 32722 -> 22); None for other CRSs."""
+    try:
+        code = int(str(crs).upper().removeprefix("EPSG:"))
+    except ValueError:
+        return None
+    return code % 100 if 32601 <= code <= 32660 or 32701 <= code <= 32760 else None
+
+
+def lattice_offset(x0: float, y0: float, tx: float, ty: float, pixel: float) -> tuple[float, float]:
+    """Where the corner (x0, y0) lies relative to the pixel edges of a native grid with corner (tx, ty):
+    (east, south) metres in [0, pixel). (0, 0): the corner is on the native lattice.
+
+    The 10 000 000 m false northing between 326xx and 327xx is a whole number of 10 m and 30 m
+    pixels, so the offset is the same in either hemisphere's code of one zone."""
+    dx = (x0 - tx) % pixel
+    dy = (ty - y0) % pixel
+    snap = 1e-6  # float noise of large UTM coordinates
+    return (0.0 if min(dx, pixel - dx) < snap else dx, 0.0 if min(dy, pixel - dy) < snap else dy)
+
+
+def landsat_grids(x_center: float, y_center: float, crs: str, lr_size: int,
+                  lattice: tuple[float, float] = (LANDSAT_EDGE_MOD_M, LANDSAT_EDGE_MOD_M)) -> tuple[Grid, Grid]:
+    """LR (30 m) and HR (10 m) grids around a projected centre on a Landsat scene's own lattice.
+
+    ``lattice`` is any pixel corner of the Landsat scene (its ``crs_transform`` translation); the
+    default is the Collection 2 convention, edges at 15 (mod 30) m. The LR corner is the lattice
+    corner nearest the chip's corner, so an LR request on this grid returns native Landsat pixels
+    (nothing is resampled); the HR grid nests exactly (same corner, 10 m) and is *not* on
+    Sentinel-2's lattice (edges at 0 mod 10 m): the HR is resampled onto it.
+    """
+    half = lr_size * LR_PIXEL_M / 2.0
+    lx, ly = lattice
+    x0 = lx + round((x_center - half - lx) / LR_PIXEL_M) * LR_PIXEL_M
+    y0 = ly + round((y_center + half - ly) / LR_PIXEL_M) * LR_PIXEL_M
+    return (Grid(crs, x0, y0, LR_PIXEL_M, lr_size, lr_size),
+            Grid(crs, x0, y0, HR_PIXEL_M, lr_size * SCALE, lr_size * SCALE))
 
 
 def nested_grids(x_center: float, y_center: float, crs: str, lr_size: int) -> tuple[Grid, Grid]:

@@ -77,7 +77,8 @@ def pair_row(**values: Any) -> dict[str, Any]:
 def read_manifest(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
-        raise MissingInputError(f"{path}: manifest not found; run the 'source' stage first")
+        raise MissingInputError(f"{path}: manifest not found (expected the source stage's manifest.csv: "
+                                "run the 'source' stage first, `dvc repro source`, or `dvc checkout source`)")
     df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in NUMERIC},
                      dtype={c: str for c in COLUMNS if c not in NUMERIC})
     for col in OPTIONAL:

@@ -36,7 +36,7 @@ from satsr.data.geotiff import Raster, RasterError, encoding_of, read_raster
 from satsr.data.manifest import read_manifest
 from satsr.data.radiometry import L8_C2_L2, S2_SR, Encoding, to_quicklook8
 from satsr.data.split import SPLITS, read_report, resolve_pair_paths
-from satsr.errors import InputError
+from satsr.errors import InputError, MissingInputError
 from satsr.util import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -390,6 +390,22 @@ def encoding_doc(params: Params) -> dict:
     }
 
 
+def read_split_table(split_csv: Path) -> pd.DataFrame:
+    """The split stage's split.csv (pair_id, split, group), or an error naming the file and the stage."""
+    split_csv = Path(split_csv)
+    if not split_csv.is_file():
+        raise MissingInputError(f"{split_csv}: split table not found (expected the split stage's split.csv: "
+                                "run `dvc repro split`)")
+    try:
+        df = pd.read_csv(split_csv, dtype={"pair_id": str, "split": str, "group": str})
+    except (ValueError, OSError) as err:
+        raise InputError(f"{split_csv}: unreadable split table ({err}; expected the split stage's CSV)") from None
+    missing = [c for c in ("pair_id", "split") if c not in df.columns]
+    if missing:
+        raise InputError(f"{split_csv}: split table lacks column(s) {missing} (expected pair_id, split, group)")
+    return df
+
+
 def run_png(
     params: Params, raw_dir: Path, split_csv: Path, report_csv: Path, out_dir: Path, stats_path: Path
 ) -> pd.DataFrame:
@@ -397,7 +413,7 @@ def run_png(
     raw_dir, out_dir, stats_path = Path(raw_dir), Path(out_dir), Path(stats_path)
     lo, hi = params.png.reflectance_min, params.png.reflectance_max
     manifest = read_manifest(raw_dir).set_index("pair_id")
-    split_df = pd.read_csv(split_csv, dtype={"pair_id": str, "split": str, "group": str})
+    split_df = read_split_table(split_csv)
     report = read_report(report_csv).drop_duplicates("pair_id", keep="last").set_index("pair_id")
     prev = {}
     if (out_dir / INDEX_NAME).is_file():
@@ -432,6 +448,12 @@ def run_png(
                 "prev_fingerprint": prev.get(f"{pid}|{split}"),
             }
         )
+
+    missing = [p for job in jobs for p in (job["lr"], job["hr"]) if not Path(p).is_file()]
+    if missing:
+        raise MissingInputError(
+            f"{missing[0]}: raw file not found ({len(missing)} file(s) missing; expected the GeoTIFFs that "
+            f"{raw_dir / 'manifest.csv'} lists: run `dvc checkout source` or `dvc repro source`)")
 
     cfg = {
         "lo": lo,

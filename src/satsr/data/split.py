@@ -86,7 +86,8 @@ def read_report(report_csv: Path) -> pd.DataFrame:
     """The filter report with string columns made safe (empty, not NaN)."""
     report_csv = Path(report_csv)
     if not report_csv.is_file():
-        raise MissingInputError(f"{report_csv}: filter report not found; run the 'filter' stage first")
+        raise MissingInputError(f"{report_csv}: filter report not found (expected the filter stage's report.csv: "
+                                "run `dvc repro filter`)")
     text_cols = ("pair_id", "status", "reasons", "detail", "lr_path", "hr_path")
     df = pd.read_csv(report_csv, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={})
     for col in ("pair_id", "status"):
@@ -305,15 +306,8 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
                 d = max(donors, key=lambda d: (len(donors[d]), -SPLITS.index(d)))
                 g = min(reversed(donors[d]), key=lambda g: sizes[g])
                 assigned[g] = s
-    empty = [s for s in wanted if not any(v == s for v in assigned.values())]
-    if empty:
-        log.warning(
-            "split: only %d spatial group(s) for %d pairs, so split(s) %s stay EMPTY. Add more, or more distant, "
-            "chips, or lower split.group_cell_m / split.near_m.",
-            len(sizes),
-            total,
-            ", ".join(empty),
-        )
+    empty = [s for s in SPLITS if not any(v == s for v in assigned.values())]
+    check_not_empty(empty, len(sizes), total, sp)
     few = {s: n_groups(s) for s in wanted if s not in empty and n_groups(s) < sp.min_groups}
     if few:
         log.warning(
@@ -326,6 +320,29 @@ def assign_groups(groups: np.ndarray, source_split: np.ndarray, sp: SplitParams)
 
 
 # ---------------------------------------------------------------------------------- validation
+class EmptySplitError(InputError):
+    """The pairs form too few spatial groups to fill train, val and test (found before any training)."""
+
+
+def check_not_empty(empty: list[str], n_groups: int, n_pairs: int, sp: SplitParams) -> None:
+    """Fail here, not after hours of training: train and val must hold pairs; test too unless
+    ``split.allow_empty_test`` (then evaluate skips and select ranks on val, with a warning here)."""
+    if not empty:
+        return
+    fix = ("add chips from more (or more distant) places, or lower split.group_cell_m / split.near_m "
+           "(chips closer than those always share a split)")
+    what = (f"split: {n_groups} spatial group(s) for {n_pairs} pair(s) leave {' and '.join(empty)} empty")
+    if set(empty) - {"test"}:
+        raise EmptySplitError(f"{what} (expected at least one group in train and in val: training validates and "
+                              f"select ranks on val); {fix}")
+    if not sp.allow_empty_test:
+        raise EmptySplitError(f"{what} (expected at least 3 groups: one each for train, val and test); {fix}, or "
+                              "set split.allow_empty_test: true to train and select on val with no test score "
+                              "(evaluate then skips)")
+    log.warning("%s: split.allow_empty_test is true, so evaluate@<arch> will skip (no test score); select still "
+                "ranks on val", what)
+
+
 def assert_disjoint(split_df: pd.DataFrame, manifest_df: pd.DataFrame) -> None:
     """Raise SplitLeakError if a group, or two overlapping footprints, straddle two splits.
 
@@ -413,6 +430,7 @@ def run_split(params: Params, raw_dir: Path, report_csv: Path, out_dir: Path) ->
         "total_pairs": len(split_df),
         "total_groups": int(split_df["group"].nunique()),
         "min_groups": sp.min_groups,
+        "allow_empty_test": sp.allow_empty_test,
         "ungeoreferenced_pairs": n_nogeo,
         "seed": sp.seed,
     }

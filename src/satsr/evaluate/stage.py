@@ -23,7 +23,9 @@ and logs all of it to the model's fine-tuning MLflow run (``mlflow_run_id`` in
 figures (``evaluation/``). Default locations come from satsr.paths.
 
 Bad input stops with an :class:`EvaluationError` naming the file: a missing model or prediction,
-NaN / inf in a prediction, a prediction or an HR image of the wrong size, an empty split.
+NaN / inf in a prediction, a prediction or an HR image of the wrong size, an empty split. An empty
+test split that ``split.allow_empty_test`` allows is skipped instead: the outputs above then say
+``skipped`` (metrics ``{"n_images": 0, "skipped": 1}``, a header-only CSV, no figures, nothing logged).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,6 +50,7 @@ from satsr.evaluate.metrics import (
     BASELINES,
     HIGHER_IS_BETTER,
     METHODS,
+    EvaluationError,
     Timer,
     conventions,
     image_metrics,
@@ -262,6 +266,44 @@ def make_figures(df: pd.DataFrame, summary: dict[str, Any], pairs: list[Pair], p
     return files
 
 
+def split_size(png_dir: str | Path, split: str) -> int | None:
+    """Rows of ``split`` in the PNG dataset's index.csv; None when there is no readable index (then
+    ``load_split`` reports the problem)."""
+    import pandas as pd
+
+    from satsr.data.pipeline import INDEX_NAME
+
+    try:
+        index = pd.read_csv(Path(png_dir) / INDEX_NAME, dtype=str, usecols=["split"])
+    except (OSError, ValueError):
+        return None
+    return int((index["split"] == split).sum())
+
+
+def _skip_empty_split(params: Params, arch: str, split: str, png_dir: str | Path, out_dir: Path,
+                      metrics_path: Path) -> dict[str, Any]:
+    """An empty test split the user allowed (``split.allow_empty_test``): write the stage's outputs saying
+    "skipped" (so the DVC outs exist and ``dvc metrics show`` tells why) instead of failing after training.
+    Any other empty split is an error with the fix."""
+    if not (split == "test" and params.split.allow_empty_test):
+        raise EvaluationError(
+            f"split {split!r} of {png_dir} is empty (expected pairs in {split}): nothing to evaluate; give the "
+            "split stage more spatial groups and rerun `dvc repro split png`, or set split.allow_empty_test: true "
+            "to skip evaluation on test")
+    reason = (f"the test split of {png_dir} is empty and split.allow_empty_test is true: no test score; "
+              "select ranks the models on val")
+    log.warning("evaluate@%s: skipped: %s", arch, reason)
+    summary: dict[str, Any] = {"arch": arch, "split": split, "n_images": 0, "skipped": True, "reason": reason,
+                               "png_dir": str(png_dir), "stats": {}, "gain_vs_bicubic": {}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / FIGURES, ignore_errors=True)  # no figures of an earlier evaluation left behind
+    # header only, with the columns dvc.yaml's plot of this stage reads
+    write_text_atomic(out_dir / PER_IMAGE, "pair_id,group,bicubic_psnr,sr_psnr\n")
+    write_json(out_dir / SUMMARY, summary)
+    write_json(metrics_path, {"n_images": 0, "skipped": 1})
+    return summary
+
+
 def run_evaluate(params: Params, arch: str, *, png_dir: str | Path = paths.PNG, model_path: str | Path | None = None,
                  predictions: str | Path | None = None, out_dir: str | Path | None = None,
                  metrics_path: str | Path | None = None, finetune_metrics: str | Path | None = None,
@@ -276,6 +318,8 @@ def run_evaluate(params: Params, arch: str, *, png_dir: str | Path = paths.PNG, 
     quicklook = quicklook_of(params)
     settings = ev.correctness
 
+    if split_size(png_dir, split) == 0:
+        return _skip_empty_split(params, arch, split, png_dir, out_dir, metrics_path)
     pairs, lo, hi = load_split(png_dir, split, ev.max_images, params.png)
     if predictions is not None:
         predictor: Any = PredictionDirPredictor(predictions, lo, hi)

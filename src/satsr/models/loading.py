@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,19 +55,54 @@ def load(path: str | Path) -> Any:
 
 
 def load_file(path: str | Path) -> Any:
-    """``load`` with a clear error for a missing or damaged file."""
+    """``load`` with a clear error for a missing or damaged file (Keras says "File not found" for a file
+    that exists but is not a complete zip archive, e.g. a truncated download)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (expected {REFS})")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a loadable Keras model: the file exists ({path.stat().st_size} bytes) but is "
+                         "not a complete .keras zip archive, e.g. a truncated download or copy (expected a .keras "
+                         "file saved by Keras 3; copy or download it again)")
     try:
         return load(path)
     except Exception as err:  # noqa: BLE001 -- keras raises many types for a damaged file
         raise ModelError(f"{path}: not a loadable Keras model ({type(err).__name__}: {err})") from None
 
 
-def _load_uri(uri: str, tracking_params: Any) -> ModelRef:
+def _check_store(uri: str, tracking_params: Any) -> None:
+    """A registry/run URI needs a tracking store that exists: never let MLflow create an empty
+    ``mlflow.db`` in whatever folder predict runs from."""
     from satsr import tracking
 
+    store = tracking.resolve_uri(tracking_params)
+    if not store.startswith("sqlite:///") or store.endswith(":memory:"):
+        return
+    db = Path(store[len("sqlite:///"):])
+    if db.is_file():
+        return
+    configured = os.environ.get(tracking.ENV_URI) or getattr(getattr(tracking_params, "tracking", tracking_params),
+                                                             "uri", None)
+    what = (f"the configured tracking store {redact(store)} does not exist" if configured else
+            f"no MLflow tracking store is configured (no {tracking.ENV_URI}, no tracking.uri in params, and no "
+            f"{tracking.DB_FILE} at the project root {db.parent})")
+    raise ModelError(f"model {uri!r}: {what} (expected {tracking.ENV_URI}=http://HOST:PORT or sqlite:///PATH/"
+                     f"{tracking.DB_FILE} naming the store that holds the model, or a .keras file)")
+
+
+def _load_uri(uri: str, tracking_params: Any, local: bool = False) -> ModelRef:
+    """A model by MLflow URI (``local``: an MLflow model folder on disk, which needs no tracking store)."""
+    from satsr import tracking
+
+    if local:
+        try:
+            model = tracking.load_model(uri)
+        except Exception as err:  # noqa: BLE001 (MLflow raises many types; the message carries the cause)
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{uri}: not a loadable MLflow model ({first_line}) (expected an MLflow model "
+                             f"folder with MLmodel, or {REFS})") from None
+        return ModelRef(model, uri, Path(uri).name or type(model).__name__)
+    _check_store(uri, tracking_params)
     store = tracking.configure(tracking_params)
     try:
         model = tracking.load_model(uri)
@@ -104,7 +140,7 @@ def resolve(ref: Any, tracking_params: Any = None) -> ModelRef:
         if (path / MODEL_FILE).is_file():
             path = path / MODEL_FILE
         elif (path / "MLmodel").is_file():
-            return _load_uri(str(path.resolve()), tracking_params)
+            return _load_uri(str(path.resolve()), tracking_params, local=True)
         else:
             raise ModelError(f"{path}: folder holds no {MODEL_FILE} (nor an MLflow MLmodel)")
     model = load_file(path)

@@ -10,11 +10,13 @@ as C2 DN; anything else is refused with the options that fix it).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rasterio.errors import RasterioError
 
 from satsr.data.geotiff import TAG_ENCODING
 from satsr.data.radiometry import BY_NAME, L8_C2_L2
@@ -51,6 +53,17 @@ class InputEncoding:
 
 
 
+def check_scale_offset(scale: float | None, offset: float | None, where: str = "--input-scale/--input-offset") -> None:
+    """A usable DN -> reflectance rule: finite scale > 0 and finite offset (0 gives a flat image, NaN an
+    all-nodata one)."""
+    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise PredictError(f"{where}: scale {scale!r} is not usable (expected a finite number > 0: reflectance = "
+                           "DN * scale + offset, e.g. 1e-4 for reflectance x 10000)")
+    if offset is not None and not (isinstance(offset, (int, float)) and math.isfinite(offset)):
+        raise PredictError(f"{where}: offset {offset!r} is not usable (expected a finite number, e.g. -0.2 for "
+                           "Collection 2 Level-2 DN)")
+
+
 def sample_reflectance(scene: OpenScene, size: int = 512) -> np.ndarray:
     """Decoded valid reflectance of a decimated read of the whole scene (encoding checks)."""
     h, w = min(scene.height, size), min(scene.width, size)
@@ -58,7 +71,13 @@ def sample_reflectance(scene: OpenScene, size: int = 512) -> np.ndarray:
     valid = np.ones((h, w), dtype=bool)
     for i, band in enumerate(scene.input.bands):
         ds = scene.datasets[band.path]
-        dn = ds.read(band.index, window=scene.window, out_shape=(h, w))
+        try:
+            dn = ds.read(band.index, window=scene.window, out_shape=(h, w))
+        except RasterioError as err:
+            from satsr.predict.scene import gdal_reason
+
+            raise PredictError(f"{band.path}: truncated or damaged: it does not read ({gdal_reason(err)}) (expected "
+                               "a complete GeoTIFF; download or export it again)") from None
         nodata = scene.nodata[i]
         if nodata is not None:
             valid &= ~(np.isnan(dn) if np.isnan(nodata) else dn == nodata)
@@ -72,6 +91,7 @@ def guess_encoding(scene: OpenScene, input_scale: float | None, input_offset: fl
     """The encoding of ``scene`` by the rule of the module doc (``check_plausible`` then checks it)."""
     ds0 = scene.datasets[scene.input.bands[0].path]
     if input_scale is not None or input_offset is not None:
+        check_scale_offset(input_scale, input_offset)
         s, o = float(1.0 if input_scale is None else input_scale), float(0.0 if input_offset is None else input_offset)
         return InputEncoding("given", (s, s, s), (o, o, o), "from --input-scale/--input-offset")
     scales, offsets = [], []
@@ -80,6 +100,8 @@ def guess_encoding(scene: OpenScene, input_scale: float | None, input_offset: fl
         scales.append(float(ds.scales[band.index - 1]))
         offsets.append(float(ds.offsets[band.index - 1]))
     if any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets):
+        for band, sc, of in zip(scene.input.bands, scales, offsets):
+            check_scale_offset(sc, of, f"{band.path}: band {band.index} scale/offset")
         return InputEncoding("file_scale_offset", tuple(scales), tuple(offsets),  # type: ignore[arg-type]
                              "from the file's band scale/offset")
     tagged = BY_NAME.get(ds0.tags().get(TAG_ENCODING, ""))

@@ -1,4 +1,4 @@
-"""Overlapping tiles and their blending weights (pure numpy; no TensorFlow, no I/O).
+"""Overlapping tiles, their blending weights, and the overlap / tile size rules (pure numpy).
 
 A scene of ``height x width`` LR px is covered by a grid of equal tiles of ``tile_h x tile_w``
 (``tile_size``, or the whole axis when it is shorter). Along each axis the tiles are spread evenly
@@ -7,16 +7,29 @@ same shape, so tiles batch together and the model traces once.
 
 Blending (per axis, in HR px; the 2-D weight is the product of the two axes'):
 
-* on a side that touches a neighbour, the weight is 0 over the outer ``overlap // 4`` LR px: the
-  pixels whose receptive field reaches the tile edge, where the zero-padded convolutions differ
-  from a prediction on the whole image;
-* it then rises as a raised cosine, ``0.5 - 0.5 cos(pi (i + 0.5) / n)``, over the middle of the
-  overlap, and is 1 beyond; two neighbours' ramps at equal spacing are complementary;
+* on a side that touches a neighbour, the weight is 0 over the outer ``margin = (overlap - 1) // 2``
+  LR px: the pixels whose receptive field reaches the tile edge, where the zero-padded convolutions
+  differ from a prediction on the whole image;
+* it then rises as a raised cosine, ``0.5 - 0.5 cos(pi (i + 0.5) / n)``, over the remaining middle
+  ``overlap - 2 margin`` (1 or 2) LR px, a short crossfade, and is 1 beyond; two neighbours' ramps
+  at equal spacing are complementary;
 * on a side at the scene border the weight stays 1 (the whole-image prediction pads there too).
 
 Weights are divided by their sum over all tiles (which is separable: the tile grid is a product of
 the two axes' starts), so any spacing blends to a convex combination and the result equals the
-whole-image prediction wherever the model's reach is under ``overlap // 4`` LR px: no seams.
+whole-image prediction wherever the model's reach is at most ``margin`` LR px: no seams.
+
+**Overlap rule** (``overlap_for_reach``): ``overlap = 2 * reach + 2``, where ``reach`` is the
+model's measured tile-edge reach (``satsr.predict.model.measure_reach``): every pixel then comes
+from tiles in which it lies at least ``reach`` px from any cut edge, so tiled equals whole to the
+tolerance the reach was measured at.
+
+**Tile size rule** (``tile_for_budget``): the largest tile side whose working memory fits the
+budget, ``batch * t^2 * a + t^2 * 216 + width * (146 t + 108 carry(t))`` bytes, with ``a`` the
+model's activation bytes per LR px (``satsr.predict.model.activation_bytes_per_px``) and the rest
+the accumulator window and the strip buffers (``WINDOW_BYTES``, ``STRIP_BYTES``, ``CARRY_BYTES``;
+``carry(t)``: rows shared by consecutive strips); then shrunk to the smallest side that needs the
+same number of tiles, which recomputes less overlap.
 """
 
 from __future__ import annotations
@@ -49,12 +62,24 @@ def raised_cosine(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / n)
 
 
+def margin_px(overlap: int) -> int:
+    """LR px at a shared tile side whose output is discarded (weight 0): ``(overlap - 1) // 2``."""
+    return max(0, (overlap - 1) // 2)
+
+
+def overlap_for_reach(reach: int) -> int:
+    """The smallest overlap whose discarded margin covers ``reach`` LR px: ``2 * reach + 2``."""
+    if reach < 0:
+        raise ValueError(f"reach must be >= 0, got {reach}")
+    return 2 * reach + 2
+
+
 def taper(tile: int, overlap: int, scale: int, left: bool, right: bool) -> np.ndarray:
     """One tile's un-normalised weight along one axis, ``tile * scale`` HR px (see module doc)."""
     n = tile * scale
     w = np.ones(n, dtype=np.float64)
-    margin = (overlap // 4) * scale
-    ramp = (overlap - 2 * (overlap // 4)) * scale
+    margin = margin_px(overlap) * scale
+    ramp = (overlap - 2 * margin_px(overlap)) * scale
     if left:
         w[:margin] = 0.0
         w[margin:margin + ramp] = raised_cosine(ramp)
@@ -122,6 +147,65 @@ class TileGrid:
     def final_rows(self, r: int) -> int:
         """LR row (scene coordinates) above which every pixel is complete once grid row ``r`` is done."""
         return self.ys[r + 1] if r + 1 < len(self.ys) else self.height
+
+
+#: Strip buffers per LR px of a strip (tile height x scene width), bytes: the encoded uint16 output
+#: rows being filled and the ones being written (2 x 3 bands x 9 HR px x 2 B = 108), the float32 input
+#: strip and the one read ahead (2 x 12) plus their masks and the nodata fill's copy (14).
+STRIP_BYTES = 146
+#: Float32 HR accumulator per LR px: 9 HR px x 3 bands x 4 B (the rows carried to the next strip).
+CARRY_BYTES = 108
+#: The sliding accumulator window, per LR px of a tile: 2 tiles wide (2 x 108 B).
+WINDOW_BYTES = 216
+#: Smallest tile side the budget rule picks (below it, overheads dominate).
+MIN_TILE = 64
+
+
+def memory_bytes(tile: int, width: int, height: int, overlap: int, act_bytes_per_px: float,
+                 batch: int = 1) -> float:
+    """Working memory of predicting a ``height x width`` scene with ``tile``-px tiles: the model's
+    activations (``batch`` tiles), the accumulator window, and the strip buffers (see module doc)."""
+    th, tw = min(tile, height), min(tile, width)
+    ys = axis_starts(height, tile, overlap)
+    carry = max((th - (b - a) for a, b in zip(ys, ys[1:])), default=0)
+    return (batch * th * tw * act_bytes_per_px + th * tw * WINDOW_BYTES
+            + width * (STRIP_BYTES * th + CARRY_BYTES * carry))
+
+
+def largest_tile(budget_bytes: float, width: int, height: int, overlap: int, act_bytes_per_px: float,
+                 batch: int = 1, multiple: int = 16) -> int:
+    """The largest tile side (a multiple of ``multiple``, at least ``2 * overlap`` and ``MIN_TILE``)
+    whose ``memory_bytes`` fit ``budget_bytes``; the scene's longer side when it all fits. When not
+    even the smallest tile fits, the smallest (the caller warns)."""
+    smallest = max(MIN_TILE, -(-2 * overlap // multiple) * multiple)
+    whole = max(width, height)
+    if memory_bytes(whole, width, height, overlap, act_bytes_per_px, batch) <= budget_bytes:
+        return max(whole, smallest)
+    lo, hi = smallest // multiple, -(-whole // multiple)  # in units of ``multiple``; fits(lo) assumed
+    while hi - lo > 1:  # memory grows with the tile side: bisect for the last one that fits
+        mid = (lo + hi) // 2
+        if memory_bytes(mid * multiple, width, height, overlap, act_bytes_per_px, batch) <= budget_bytes:
+            lo = mid
+        else:
+            hi = mid
+    return lo * multiple
+
+
+def fewest_px_tile(tile: int, width: int, height: int, overlap: int) -> int:
+    """The smallest tile side that needs no more tiles than ``tile`` along either axis: the same tile
+    count with less overlap recomputed (10,000 px at 480 / overlap 34: 23 tiles of 468 px)."""
+    sides = []
+    for length in (width, height):
+        n = len(axis_starts(length, tile, overlap))
+        sides.append(min(length, tile) if n == 1 else -(-(length + (n - 1) * overlap) // n))
+    return max(max(sides), 2 * overlap)
+
+
+def tile_for_budget(budget_bytes: float, width: int, height: int, overlap: int, act_bytes_per_px: float,
+                    batch: int = 1) -> int:
+    """The tile side of the budget rule: ``largest_tile``, then ``fewest_px_tile``."""
+    return fewest_px_tile(largest_tile(budget_bytes, width, height, overlap, act_bytes_per_px, batch),
+                          width, height, overlap)
 
 
 def batched(items: list, size: int) -> Iterator[list]:

@@ -9,15 +9,28 @@ name the model (name, version, run id, URI, normalization), the harmonization an
 used, the input files, the encodings and the satsr version.
 
 Rows are written in whole bands of ``blocksize`` rows into a temporary tiled GeoTIFF, which
-``write_cog`` then copies into a COG (with overviews) under the atomic temporary name.
+``write_cog`` then copies into a COG (with overviews, none smaller than a block) under the checked
+atomic temporary name (``satsr.data.geotiff.checked_write``). The bands are tagged red, green, blue
+(TIFF photometric RGB), so GIS viewers open the output as a colour image.
+
+A killed run leaves hidden temporaries beside the output (``.<name>.<hex>.part``, ``.tmp.tif`` and
+GDAL's side files). The writer holds an exclusive ``flock`` on its ``.part`` file while it runs, so the
+next run (``clean_stale``) removes exactly the temporaries of this output that no live run holds.
+``existing_output_problem`` says whether a finished output is valid and complete (``--skip-existing``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob as globlib
 import json
+import logging
 import math
+import os
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,19 +38,26 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from satsr import __version__
 from satsr.config import SCALE, Params, PredictParams
-from satsr.data.geotiff import TAG_ENCODING
+from satsr.data.geotiff import TAG_ENCODING, RasterError, verify_raster
 from satsr.data.radiometry import L8_C2_L2, to_quicklook8
 from satsr.predict.model import TAG, ModelSettings, SRModel
 from satsr.predict.scene import OpenScene, fill_nodata
-from satsr.util import atomic_path
+from satsr.util import PART_SUFFIX, atomic_path
+
+log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIX = "_SR10m.tif"
 COMPARE_SUFFIX = "_compare.png"
+#: Suffix of the temporary tiled GeoTIFF written before the COG copy (beside the ``.part`` file).
+WORK_SUFFIX = ".tmp.tif"
+#: What the output bands are, in order (TIFF colour interpretation).
+COLOR_INTERP = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 
 
 @dataclass(frozen=True)
@@ -113,7 +133,8 @@ def out_profile(scene: OpenScene, spec: OutputSpec, compress: str, block: int, f
     """rasterio profile of the output (``final=False``: the temporary file before the COG copy)."""
     h, w = scene.height * SCALE, scene.width * SCALE
     profile: dict[str, Any] = {"driver": "GTiff", "width": w, "height": h, "count": 3, "dtype": spec.dtype,
-                               "nodata": spec.nodata, "interleave": "pixel", "bigtiff": "IF_SAFER"}
+                               "nodata": spec.nodata, "interleave": "pixel", "bigtiff": "IF_SAFER",
+                               "photometric": "RGB"}
     if scene.georeferenced:
         profile.update(crs=scene.crs, transform=scene.out_transform)
     if w >= block or h >= block:
@@ -189,10 +210,18 @@ def quicklook(scene: OpenScene, sr_path: Path, spec: OutputSpec, model: SRModel,
     img = Image.fromarray(canvas)
     draw = ImageDraw.Draw(img)
     draw.text((4, 3), "bicubic x3", fill=(0, 0, 0))
-    draw.text((left.shape[1] + gap + 4, 3), f"SR {model.name}", fill=(0, 0, 0))
+    draw.text((left.shape[1] + gap + 4, 3), model_label(model), fill=(0, 0, 0))
     with atomic_path(dest) as tmp:
         img.save(tmp, format="PNG")
     return dest
+
+
+def model_label(model: SRModel) -> str:
+    """The quicklook's name of the model: name and registry version (a file: its name)."""
+    if model.version:
+        return f"SR: {model.name} v{model.version}"
+    where = Path(model.uri).name if not model.uri.startswith("<") else model.uri
+    return f"SR: {model.name} ({where})" if where and where != model.name else f"SR: {model.name}"
 
 
 def cleanup(prefix: Path) -> None:
@@ -204,12 +233,27 @@ def cleanup(prefix: Path) -> None:
             pass
 
 
+def overview_count(width: int, height: int, block: int) -> int:
+    """Overview levels (factors 2, 4, 8, ...) whose both sides are still at least one block: a viewer
+    gains nothing from smaller ones, and a thin raster (5000 x 1 px of input) would get levels that
+    are all the same few rows."""
+    n = 0
+    while min(width, height) >> (n + 1) >= block:
+        n += 1
+    return n
+
+
 def write_cog(work: Path, dest: Path, p: PredictParams) -> None:
-    """Copy the finished temporary GeoTIFF ``work`` into a COG at ``dest`` (overviews: average)."""
+    """Copy the finished temporary GeoTIFF ``work`` into a COG at ``dest`` (overviews: average, see
+    ``overview_count``)."""
     threads = str(p.threads) if p.threads > 0 else "ALL_CPUS"
+    with rasterio.open(work) as src:
+        levels = overview_count(src.width, src.height, p.blocksize) if p.overviews else 0
     options: dict[str, Any] = {
         "driver": "COG", "blocksize": p.blocksize, "bigtiff": "IF_SAFER", "num_threads": threads,
-        "overviews": "AUTO" if p.overviews else "NONE", "overview_resampling": "AVERAGE"}
+        "overviews": "AUTO" if levels else "NONE", "overview_resampling": "AVERAGE"}
+    if levels:
+        options["overview_count"] = levels
     if p.compress != "none":
         options.update(compress=p.compress.upper(), predictor="YES")
     else:
@@ -217,3 +261,88 @@ def write_cog(work: Path, dest: Path, p: PredictParams) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         rasterio.shutil.copy(work, dest, **options)
+
+
+# ------------------------------------------------------------------- temporaries of killed runs
+def _temp_pattern(dest: Path) -> re.Pattern[str]:
+    """``.<name>.<8 hex>.part`` / ``.tmp.tif`` and GDAL's side files of them (``.ovr``, ``.aux.xml``...)."""
+    return re.compile(rf"^(?P<key>\.{re.escape(dest.name)}\.[0-9a-f]{{8}})"
+                      rf"(?:{re.escape(PART_SUFFIX)}|{re.escape(WORK_SUFFIX)})(?:\..+)?$")
+
+
+@contextmanager
+def holding(part: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the writer's ``.part`` file while the block runs (``clean_stale``
+    leaves the temporaries of a live run alone; the kernel drops the lock when the process dies)."""
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _held(part: Path) -> bool:
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def clean_stale(dest: Path) -> list[Path]:
+    """Remove the temporaries a killed run left for ``dest`` (and its comparison PNG); returns them."""
+    removed = []
+    for target in (dest, dest.with_name(dest.name.rsplit(".", 1)[0] + COMPARE_SUFFIX)):
+        if not target.parent.is_dir():
+            continue
+        pattern = _temp_pattern(target)
+        groups: dict[str, list[Path]] = {}
+        for f in target.parent.glob(globlib.escape("." + target.name + ".") + "*"):
+            if (m := pattern.match(f.name)) and not f.is_dir():
+                groups.setdefault(m["key"], []).append(f)
+        for key, files in groups.items():
+            if _held(target.parent / (key + PART_SUFFIX)):
+                continue  # a live run writes it
+            for f in files:
+                try:
+                    size = f.stat().st_size
+                    f.unlink()
+                except OSError:
+                    continue
+                removed.append(f)
+                log.info("%s: removed %s (%.1f MB) left by an interrupted run", dest, f.name, size / 1e6)
+    return removed
+
+
+# ---------------------------------------------------------------------------- finished outputs
+def existing_output_problem(path: Path, scene: OpenScene) -> str | None:
+    """None when ``path`` is a finished output of ``scene``: it reads back completely (every block) and
+    lies on the scene's 10 m grid; else what is wrong with it."""
+    want = (scene.width * SCALE, scene.height * SCALE)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                got, count, crs, transform = (src.width, src.height), src.count, src.crs, src.transform
+                tags = src.tags()
+    except (RasterioError, OSError) as err:
+        return f"not a readable GeoTIFF ({err})"
+    if count != 3 or got != want:
+        return f"{count} band(s) of {got[0]} x {got[1]} px, expected 3 of {want[0]} x {want[1]} px"
+    if scene.georeferenced and (crs != scene.crs or not transform.almost_equals(scene.out_transform)):
+        return (f"grid {crs} {tuple(transform)[:6]} is not the scene's 10 m grid {scene.crs} "
+                f"{tuple(scene.out_transform)[:6]}")
+    if tags.get(f"{TAG}INPUTS") != json.dumps([str(f) for f in scene.input.files]):
+        return f"made from other inputs ({tags.get(f'{TAG}INPUTS', 'no satsr tags')})"
+    try:
+        verify_raster(path, full=True)
+    except RasterError as err:
+        return str(err).split(": ", 1)[-1]
+    return None

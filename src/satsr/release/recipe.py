@@ -4,8 +4,8 @@ Each batch mixes ``real_fraction`` random crops of the real pairs' train parts w
 simulated pairs (real S2 HR, Landsat partner from the one sensor model). The loss is the
 registered L1 (best over small shifts, per-band bias removed), because real pairs carry
 misregistration and a radiometric offset the network must not learn. Training resumes from the
-last checkpoint in ``work_dir``; the best validation step (mean cPSNR gain over bicubic on the
-validation parts at alpha = 1) is kept.
+last checkpoint in ``work_dir`` (one process at a time: ``<work_dir>.lock``, satsr.locks); the best
+validation step (mean cPSNR gain over bicubic on the validation parts at alpha = 1) is kept.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from satsr import locks
 from satsr.config import SCALE, Params, ReleaseParams
 from satsr.data import sensor
 from satsr.release import corpus
@@ -119,7 +120,15 @@ class Sampler:
 
 
 def train_release(params: Params, work_dir: Path | None = None) -> dict:
-    """Train (or resume) the release model; returns the training summary. Heavy imports stay inside."""
+    """Train (or resume) the release model; returns the training summary. One process at a time."""
+    work = Path(work_dir or params.release.work_dir)
+    with locks.dir_lock(work, f"release work folder {work}", params.locks.stale_after_s):
+        work.mkdir(parents=True, exist_ok=True)
+        return _train_release(params, work)
+
+
+def _train_release(params: Params, work: Path) -> dict:
+    """The training itself, under the lock; heavy imports stay inside."""
     import keras
     import tensorflow as tf
 
@@ -128,8 +137,6 @@ def train_release(params: Params, work_dir: Path | None = None) -> dict:
     from satsr.train.losses import pixel_loss
 
     rp = params.release
-    work = Path(work_dir or rp.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(rp.seed)
     data = build_corpus(rp)
     net = detail(rp.model)

@@ -11,6 +11,12 @@ of ``dvc repro`` after a crash or SIGKILL finds it) holds::
     mlflow_run_id      the MLflow run this stage logs to (satsr.tracking.stage_run resumes it)
     finished           present once the stage wrote all its outputs
 
+One process at a time writes a checkpoint folder: :func:`lock` holds ``<folder>.lock`` beside it
+(satsr.locks) for the whole run, so a second run of the stage (e.g. a ``dvc repro`` while the
+orphan of a killed ``dvc`` still trains) refuses with the holder's pid and host instead of resuming
+from the orphan's checkpoint and writing the same files and MLflow run. A killed holder's lock is
+taken over.
+
 Only an unfinished run is resumed. A finished one is cleared when the stage runs again (DVC only
 reruns a stage when something changed, or when forced, and then a fresh run is wanted; the outputs
 themselves are DVC's). A checkpoint written under another configuration must not be resumed
@@ -31,6 +37,7 @@ from typing import Any
 import pandas as pd
 import tensorflow as tf
 
+from satsr import locks
 from satsr.config import flatten
 from satsr.util import write_text_atomic
 
@@ -74,6 +81,12 @@ def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     a, b = flatten(old), flatten(new)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def lock(ckpt_dir: str | Path, name: str, stale_after_s: float = locks.DEFAULT_STALE_AFTER_S) -> locks.Lock:
+    """The single-writer lock of ``ckpt_dir`` for run ``name`` (``with lock(...):``; acquire it before
+    :func:`prepare_dir`, which may clear or move the folder)."""
+    return locks.dir_lock(ckpt_dir, f"checkpoint folder {ckpt_dir} ({name})", stale_after_s)
 
 
 def prepare_dir(ckpt_dir: str | Path, fingerprint: dict[str, Any], restart: bool = False) -> bool:

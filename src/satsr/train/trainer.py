@@ -100,10 +100,12 @@ def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir
     ``init_weights``: a ``model.keras`` (or ``.weights.h5``) to start from (fine-tuning; see
     satsr.train.init_weights); ignored when a checkpoint of this configuration is resumed.
     ``ckpt_dir`` defaults to ``.satsr/ckpt/<stage>/<arch>``; ``restart`` moves an existing
-    checkpoint aside. The history CSV is copied to ``plots_path`` after every epoch and the final
-    summary written to ``metrics_path`` (both optional; always also in ``out_dir``). Fine-tuned
-    models are logged to MLflow and registered as ``satsr-<arch>``. Returns the summary (also the
-    metrics JSON): ``val_psnr``, ``val_ssim``, ``bicubic_psnr``, ``psnr_gain_db`` ... with the units
+    checkpoint aside. While another process trains into ``ckpt_dir`` this raises
+    satsr.locks.LockHeldError naming it (satsr.train.checkpoints.lock). The history CSV is copied
+    to ``plots_path`` after every epoch and the final summary written to ``metrics_path`` (both
+    optional; always also in ``out_dir``). Fine-tuned models are logged to MLflow and registered
+    as ``satsr-<arch>``. Returns the summary (also the metrics JSON): ``val_psnr``, ``val_ssim``,
+    ``bicubic_psnr``, ``psnr_gain_db`` ... with the units
     in ``conventions``. ``on_epoch_end(epoch, metrics)`` (optional) is called after each validation
     with the 1-based epoch and ``{'val_psnr', 'val_ssim', 'bicubic_psnr', 'val_psnr_gain'}`` (the
     same units); whatever it raises (e.g. optuna.TrialPruned) propagates out of train_stage.
@@ -137,9 +139,10 @@ def train_stage(params: Params, stage: Stage, arch: str, data_dir: Path, out_dir
         if not run.chief:  # other workers write throw-away checkpoints (collective saves) and log nothing
             run.ckpt_dir = run.ckpt_dir.parent / f"{run.ckpt_dir.name}.worker-{worker_index(run.strategy)}"
             run.log_to_mlflow = False
-        fp = fingerprint(params, stage, arch, sp, data_dir, run.init_weights, decoding)
-        resumable = ck.prepare_dir(run.ckpt_dir, fp, restart)
-        return _run(run, resumable, decoding)
+        with ck.lock(run.ckpt_dir, run.name, params.locks.stale_after_s):  # one writer per folder
+            fp = fingerprint(params, stage, arch, sp, data_dir, run.init_weights, decoding)
+            resumable = ck.prepare_dir(run.ckpt_dir, fp, restart)
+            return _run(run, resumable, decoding)
 
 
 def _run(run: StageRun, resumable: bool, decoding: PngDecoding) -> dict[str, Any]:

@@ -15,14 +15,21 @@ in persistent storage and runs trials until the study holds ``n_trials`` trials 
 * storage: env ``SATSR_OPTUNA_STORAGE`` > ``tune.storage`` > the journal file
   ``.satsr/optuna/journal.log`` (outside the DVC outs; survives ``dvc repro``). A
   ``postgresql+psycopg2://`` URL lets workers on several hosts share one study;
-* the cap counts COMPLETE + PRUNED + FAIL + RUNNING trials and is checked, and the next trial
-  created, under a lock shared by all workers (``pg_advisory_lock`` on PostgreSQL, ``flock`` on
-  the journal file), so concurrent workers never exceed it and a killed study tops up to it.
-  RUNNING trials left by a dead worker of this host are marked FAIL when a worker starts;
+* the cap counts COMPLETE + PRUNED + FAIL + RUNNING trials (not a killed worker's, below) and
+  is checked, and the next trial created, under a lock shared by all workers
+  (``pg_advisory_lock`` on PostgreSQL, ``flock`` on the journal file), so concurrent workers never
+  exceed it and a killed study tops up to it;
+* a killed worker's trial does not use up the budget: the next worker of its host marks it FAIL
+  (not counted), re-runs its values, ends its MLflow run as KILLED and removes its work folder; the
+  sampler's seed is derived from the trials already in the study, so a resumed worker does not
+  replay the first proposals (satsr.tune.recovery);
+* one process per (study, ``--worker`` index) on a host: ``<work_dir>/<arch>/<study>/worker-<k>.lock``
+  (satsr.locks); give each worker of a study its own index (it also seeds its sampler);
 * each trial fine-tunes from ``models/pretrain/<arch>/model.keras`` for ``tune.epochs`` x
-  ``tune.steps_per_epoch`` with the sampled values, reports the objective after each validation
-  (``trial.report``) and is pruned when the pruner says so; any exception (OOM, NaN loss, bad
-  combination) makes it FAIL with the reason in the user attr ``fail_reason``, and the study goes on;
+  ``tune.steps_per_epoch`` with the sampled values in ``<work_dir>/<arch>/<study>/trial_<N>``,
+  reports the objective after each validation (``trial.report``) and is pruned when the pruner
+  says so; any exception (OOM, NaN loss, bad combination) makes it FAIL with the reason in the
+  user attr ``fail_reason``, and the study goes on;
 * MLflow: one parent run ``tune@<arch>`` per study (its id is a study user attr, so all workers
   and reruns log under it), one nested run per trial with its params, intermediate values (metric
   steps = epochs) and final value; Optuna's figures and the best params (tags ``best.*``) on the
@@ -38,7 +45,6 @@ import logging
 import math
 import os
 import shutil
-import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -49,18 +55,16 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from satsr import locks
 from satsr.config import Params
 from satsr.errors import SatsrError
-from satsr.tune import spaces
+from satsr.tune import recovery, spaces
 from satsr.util import redact
 
 log = logging.getLogger(__name__)
 
 ENV_STORAGE = "SATSR_OPTUNA_STORAGE"
 DEFAULT_JOURNAL = Path(".satsr/optuna/journal.log")
-#: Trials that use up the budget (RUNNING ones will end as one of the others).
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STUDY_RUN_ATTR = "mlflow_run_id"
 #: Study user attr: the params.yaml values of the searched keys when the study was created.
 BASE_ATTR = "base"
@@ -140,37 +144,14 @@ _engines: dict[str, Any] = {}
 
 # --------------------------------------------------------------------------------------- study
 def _worker_id() -> tuple[str, int]:
-    return socket.gethostname(), os.getpid()
+    return locks.host_name(), os.getpid()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """RUNNING trials of a worker of THIS host whose process is gone (a killed study) -> FAIL."""
-    host, _ = _worker_id()
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("worker_pid")
-        if t.user_attrs.get("worker_host") == host and isinstance(pid, int) and not _alive(pid):
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {host}:{pid} died")
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            failed.append(t.number)
-    if failed:
-        log.warning("study %s: trials %s of a dead worker marked FAIL", study.study_name, failed)
-    return failed
-
-
-def make_sampler(settings: spaces.StudySettings, worker: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(settings: spaces.StudySettings, worker: int = 0, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler for ``worker`` joining with ``n_existing`` trials in the study (its seed
+    is derived from both: a resumed worker must not replay its first proposals)."""
     s = settings.sampler
-    seed = None if s.seed is None else s.seed + worker
+    seed = recovery.sampler_seed(s.seed, worker, n_existing)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
@@ -254,7 +235,6 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
     t0 = time.perf_counter()
     space, settings = spaces.load_all(params.tune.spaces_dir, arch)
     budget = effective_params(params, "tune", arch, cli={"tune.n_trials": n_trials, "tune.timeout_s": timeout_s})
-    cap, timeout = budget.params.tune.n_trials, budget.params.tune.timeout_s
     budget_doc = {k.split(".")[-1]: {"value": budget.values[k], "source": budget.sources[k]}
                   for k in ("tune.n_trials", "tune.timeout_s")}
     url = storage or storage_url(params)
@@ -263,60 +243,75 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
     if train_fn is None:
         from satsr.train.trainer import train_stage as train_fn
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=make_storage(url), direction=settings.direction,
-                                sampler=make_sampler(settings, worker),
-                                pruner=make_pruner(settings, params.tune.epochs), load_if_exists=True)
-    fail_dead_trials(study)
-    if BASE_ATTR not in study.user_attrs:  # the params.yaml values this study searched around
+    work = Path(params.tune.work_dir) / arch / name  # trial folders; this worker's lock beside them
+    with locks.dir_lock(work / f"worker-{worker}", f"tune worker {worker} of study {name}",
+                        params.locks.stale_after_s):
+        cap, timeout = budget.params.tune.n_trials, budget.params.tune.timeout_s
+        study = optuna.create_study(study_name=name, storage=make_storage(url), direction=settings.direction,
+                                    sampler=optuna.samplers.RandomSampler(),  # replaced once the trials are known
+                                    pruner=make_pruner(settings, params.tune.epochs), load_if_exists=True)
+        end_run = None
+        if log_to_mlflow:
+            from satsr import tracking
+
+            tracking.configure(params)
+            end_run = tracking.end_orphan_run
         with study_lock(url, name):
-            if BASE_ATTR not in study.user_attrs:
+            recovery.recover_killed(study, work, params.tune.killed_retries, end_run)
+            if BASE_ATTR not in study.user_attrs:  # the params.yaml values this study searched around
                 study.set_user_attr(BASE_ATTR, spaces.base_values(params, arch, space))
-    log.info("tune@%s: study %s in %s, %d trial(s) so far, cap %d", arch, name, redact(url),
-             len(study.get_trials(deepcopy=False)), cap)
-    work = Path(params.tune.work_dir) / arch
-    records: list[TrialRecord] = []
-    objective_key = settings.objective
+            n_existing = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(settings, worker, n_existing)
+        log.info("tune@%s: study %s in %s, %d trial(s) so far (%d counted), cap %d", arch, name, redact(url),
+                 n_existing, recovery.budget_used(study), cap)
+        records: list[TrialRecord] = []
+        objective_key = settings.objective
 
-    mlflow_ctx: Any = contextlib.nullcontext(None)
-    if log_to_mlflow:
-        from satsr import tracking
-
-        tracking.configure(params)
-        mlflow_ctx = tracking.study_run(f"tune@{arch}", {"study_name": name, "arch": arch,
-                                                         "tune": budget.params.tune.model_dump(mode="json"),
-                                                         "space": space.model_dump(mode="json"),
-                                                         "study": settings.model_dump(mode="json")},
-                                        run_id=study.user_attrs.get(STUDY_RUN_ATTR),
-                                        tags={"arch": arch, "optuna_study": name,
-                                              **{f"param_source.tune.{k}": v["source"] for k, v in budget_doc.items()}})
-    with mlflow_ctx as parent_id:
-        if parent_id and study.user_attrs.get(STUDY_RUN_ATTR) != parent_id:
-            study.set_user_attr(STUDY_RUN_ATTR, parent_id)
-        while True:
-            if timeout is not None and time.perf_counter() - t0 > timeout:
-                log.info("tune@%s: timeout of %.0f s reached", arch, timeout)
-                break
-            with study_lock(url, name):
-                if len(study.get_trials(deepcopy=False, states=COUNTED)) >= cap:
+        mlflow_ctx: Any = contextlib.nullcontext(None)
+        if log_to_mlflow:
+            mlflow_ctx = tracking.study_run(f"tune@{arch}", {"study_name": name, "arch": arch,
+                                                             "tune": budget.params.tune.model_dump(mode="json"),
+                                                             "space": space.model_dump(mode="json"),
+                                                             "study": settings.model_dump(mode="json")},
+                                            run_id=study.user_attrs.get(STUDY_RUN_ATTR),
+                                            tags={"arch": arch, "optuna_study": name,
+                                                  **{f"param_source.tune.{k}": v["source"]
+                                                     for k, v in budget_doc.items()}})
+        with mlflow_ctx as parent_id:
+            if parent_id and study.user_attrs.get(STUDY_RUN_ATTR) != parent_id:
+                study.set_user_attr(STUDY_RUN_ATTR, parent_id)
+            while True:
+                if timeout is not None and time.perf_counter() - t0 > timeout:
+                    log.info("tune@%s: timeout of %.0f s reached", arch, timeout)
                     break
-                trial = study.ask()
-            records.append(_run_trial(study, trial, base, arch, space, data_dir, init_weights, work,
-                                      objective_key, train_fn, log_to_mlflow, params.tune.keep_trials))
-        result = _result(study, url, records, t0)
-        if out_path is not None:
-            write_outputs(study, arch, out_path, figures_dir, result, log_to_mlflow and parent_id is not None,
-                          budget=budget_doc)
-    return result
+                with study_lock(url, name):
+                    if recovery.budget_used(study) >= cap:
+                        break
+                    trial = study.ask()
+                    _claim(trial, work)  # under the lock: no RUNNING trial is ever without its worker
+                records.append(_run_trial(study, trial, base, arch, space, data_dir, init_weights, work,
+                                          objective_key, train_fn, log_to_mlflow, params.tune.keep_trials))
+            result = _result(study, url, records, t0)
+            if out_path is not None:
+                write_outputs(study, arch, out_path, figures_dir, result, log_to_mlflow and parent_id is not None,
+                              budget=budget_doc)
+        return result
+
+
+def _claim(trial: optuna.Trial, work: Path) -> None:
+    """Record which worker runs ``trial`` and where (satsr.tune.recovery reads it after a kill)."""
+    host, pid = _worker_id()
+    trial.set_user_attr(recovery.HOST_ATTR, host)
+    trial.set_user_attr(recovery.PID_ATTR, pid)
+    trial.set_user_attr(recovery.DIR_ATTR, str(recovery.trial_dir(work, trial.number).absolute()))
 
 
 def _run_trial(study, trial, base: Params, arch, space, data_dir, init_weights, work: Path, objective_key: str,
                train_fn, log_to_mlflow: bool, keep: bool) -> TrialRecord:
     host, pid = _worker_id()
-    trial.set_user_attr("worker_host", host)
-    trial.set_user_attr("worker_pid", pid)
+    trial_dir = recovery.trial_dir(work, trial.number)
     t0 = time.perf_counter()
     train_s = 0.0
-    trial_dir = work / f"trial_{trial.number}"
     state, value, reason = TrialState.FAIL, None, None
     values: dict[str, Any] = {}
     run_ctx: Any = contextlib.nullcontext(None)
@@ -329,6 +324,9 @@ def _run_trial(study, trial, base: Params, arch, space, data_dir, init_weights, 
             run_ctx = tracking.trial_run(trial.number, values, tags={"worker": f"{host}:{pid}",
                                                                      "optuna_study": study.study_name})
         with run_ctx as run_id:
+            if run_id is not None:  # a worker killed from here on leaves it RUNNING: recovery ends it
+                trial.set_user_attr(recovery.RUN_ATTR, run_id)
+
             def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
                 v = float(metrics[objective_key])
                 if run_id is not None:
@@ -365,10 +363,8 @@ def _run_trial(study, trial, base: Params, arch, space, data_dir, init_weights, 
     except Exception as err:  # noqa: BLE001 - sampling / MLflow trouble also fails only this trial
         reason = reason or f"{type(err).__name__}: {err}"[:2000]
         state, value = TrialState.FAIL, None
-    except BaseException:
-        trial.set_user_attr("fail_reason", "interrupted")
-        study.tell(trial, state=TrialState.FAIL)
-        raise
+    # Ctrl-C / SystemExit propagate and leave the trial RUNNING, as a SIGKILL would: the next worker
+    # of this host recovers it (satsr.tune.recovery: not counted, its values re-run).
     finally:
         if not keep:
             shutil.rmtree(trial_dir, ignore_errors=True)

@@ -640,15 +640,17 @@ def _fingerprint(params: Params, root: Path) -> str:
 def run(params: Params, out_dir: Path) -> pd.DataFrame:
     """Import ``source.folder.path`` into ``out_dir`` (resumable); returns the manifest written."""
     fp = params.source.folder
-    if not fp.path:
+    if not fp.path or not str(fp.path).strip():
         raise ParamsError(
-            f"source.folder.path is not set (layout '{fp.layout}' expects {LAYOUT_HELP[fp.layout]})"
+            f"source.folder.path: not set (expected the folder to import: layout '{fp.layout}' expects "
+            f"{LAYOUT_HELP[fp.layout]})"
         )
     root = Path(fp.path).expanduser()
     if not root.is_dir():
+        what = "a file, not a folder" if root.exists() else "folder not found"
         raise MissingInputError(
-            f"source.folder.path={root}: folder not found (layout '{fp.layout}' expects "
-            f"{LAYOUT_HELP[fp.layout]})"
+            f"source.folder.path: {root}: {what} (expected a folder; layout '{fp.layout}' expects "
+            f"{LAYOUT_HELP[fp.layout]}; a relative path starts at the repository root)"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
