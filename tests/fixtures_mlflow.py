@@ -42,7 +42,7 @@ import pytest
 
 #: Seconds to wait for /health (env SATSR_MLFLOW_SERVER_TIMEOUT); about 50 s was measured on two
 #: busy cores, so the default leaves room.
-START_TIMEOUT_S = float(os.environ.get("SATSR_MLFLOW_SERVER_TIMEOUT", "120"))
+START_TIMEOUT_S = float(os.environ.get("SATSR_MLFLOW_SERVER_TIMEOUT", "300"))
 
 REPO = Path(__file__).resolve().parents[1]
 #: The compose stack's settings of MLflow's basic-auth app.

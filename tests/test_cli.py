@@ -178,6 +178,8 @@ def test_make_demo_checks_params_before_dvc_repro():
     (socket.gaierror(-3, "Temporary failure in name resolution"),
      "satsr: source: network error: Temporary failure in name resolution (expected"),
     (TimeoutError("timed out"), "satsr: source: network error: timed out (expected"),
+    (type("ConnectionError", (OSError,), {})("Max retries exceeded with url: /v1/projects"),  # requests' class
+     "satsr: source: network error: Max retries exceeded with url: /v1/projects (expected"),
 ])
 def test_machine_errors_are_one_line_without_a_traceback(err, words, monkeypatch, tmp_path, capsys):
     """A full disk, a missing permission or a network failure is the machine's state, not a bug."""

@@ -58,7 +58,8 @@ def test_second_process_is_refused_naming_the_holder_then_takes_over_after_sigki
         path = locks.lock_path(target)
         payload = json.loads(path.read_text())
         assert payload["pid"] == holder.pid and payload["host"] == socket.gethostname()
-        assert payload["started"].endswith("+00:00") and "dir_lock" not in payload["command"]
+        assert payload["started"].endswith("+00:00")
+        assert payload["command"].startswith(sys.executable) and "\n" not in payload["command"]  # one line
         second = subprocess.run([sys.executable, "-c", TRY, str(target)], capture_output=True, text=True,
                                 timeout=60)
         assert second.returncode == 75, second.stderr

@@ -502,8 +502,10 @@ DEBUG_ENV = "SATSR_DEBUG"
 def environment_error(err: BaseException, command: str) -> str | None:
     """The one-line message of an OSError caused by the machine (full disk, no permission, network down),
     or None for any other exception (a bug: it keeps its traceback)."""
-    if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)):
-        what = err.strerror or str(err) or type(err).__name__
+    # requests' ConnectionError / Timeout are OSErrors too, matched by name (not imported here)
+    network = {c.__name__ for c in type(err).__mro__} & {"ConnectionError", "Timeout"}
+    if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)) or (isinstance(err, OSError) and network):
+        what = getattr(err, "strerror", None) or str(err) or type(err).__name__
         return (f"{command}: network error: {what} (expected a reachable network service; check the connection "
                 "and rerun, finished work is kept)")
     if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:

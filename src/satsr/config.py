@@ -900,7 +900,8 @@ class LockParams(Strict):
 
     On one host a lock dies with its process (flock). A lock file written by ANOTHER host (flock may
     not reach across a network filesystem) counts as held until its heartbeat is older than
-    ``stale_after_s``; env SATSR_FORCE_LOCK=1 takes it over at once.
+    ``stale_after_s``; env SATSR_FORCE_LOCK=1 takes it over at once. On a PostgreSQL (RDB) Optuna
+    storage, a trial whose heartbeat is this old is a killed one (satsr.tune.recovery).
     """
 
     stale_after_s: Annotated[float, Field(ge=10)] = 900.0

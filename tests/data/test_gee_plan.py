@@ -65,6 +65,15 @@ def test_match_scenes_window_and_best_per_month_by_chip_clear_fraction() -> None
     assert list(zip(tight.lr_scene_id, tight.hr_scene_id)) == [("L_0119", "S_0120")]
 
 
+def test_a_same_zone_sentinel2_twin_beats_the_one_from_the_next_zone() -> None:
+    l8 = _scenes([("A", "L1", "2021-06-10", 1.0, 1.0)])
+    s2 = _scenes([("A", "S_23", "2021-06-11", 0.0, 1.0), ("A", "S_22", "2021-06-11", 0.0, 1.0)])
+    s2["foreign"] = [True, False]
+    assert gee.match_scenes(l8, s2, 7, True).hr_scene_id.tolist() == ["S_22"]
+    s2["foreign"] = [False, True]
+    assert gee.match_scenes(l8, s2, 7, True).hr_scene_id.tolist() == ["S_23"]
+
+
 def test_match_scenes_keeps_locations_apart() -> None:
     l8 = _scenes([("A", "L1", "2021-06-10", 1.0, 1.0), ("B", "L2", "2021-06-10", 1.0, 0.99)])
     s2 = _scenes([("B", "S1", "2021-06-11", 2.0, 0.985)])

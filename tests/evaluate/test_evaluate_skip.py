@@ -76,3 +76,23 @@ def _bicubic_predictions(png: Path, folder: Path) -> Path:
             lr = read_reflectance(png / row.lr_png, -0.1, 1.0)
             np.save(folder / f"{row.pair_id}.npy", upsample(lr, 3, "bicubic"))
     return folder
+
+
+def test_select_ranks_on_val_when_test_is_empty(png_dir, tmp_path):
+    """The other half of 10b: with no test split at all, select still ranks the models on val."""
+    from evaluate_fixtures import save_model
+
+    from satsr.evaluate.select import run_select
+
+    only_val = tmp_path / "png_val_only"
+    shutil.copytree(png_dir, only_val)
+    index = pd.read_csv(only_val / "index.csv")
+    index[index["split"] != "test"].to_csv(only_val / "index.csv", index=False)
+    save_model(tmp_path / "finetune" / "edsr", "edsr")
+    p = Params.model_validate({"split": {"allow_empty_test": True},
+                               "select": {"archs": ["edsr"], "max_hallucination": 1.0, "include_release": False},
+                               "evaluate": {"bootstrap": 200}})
+    board = run_select(p, png_dir=only_val, models_dir=tmp_path / "finetune", out_json=tmp_path / "l.json",
+                       out_md=tmp_path / "l.md", use_mlflow=False)
+    assert board["winner"] == "edsr" and board["split"] == "val" and board["n_images"] == 3
+    assert (tmp_path / "l.json").is_file() and (tmp_path / "l.md").is_file()

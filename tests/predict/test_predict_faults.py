@@ -137,7 +137,7 @@ class Noisy:  # nearest x3 plus a fixed pattern: an output that does not compres
 
 model = load_model(Noisy())
 run.load_model = lambda ref, params=None: model
-sys.exit(main(["predict", *sys.argv[1:], "--model", "nearest.keras"]))
+sys.exit(main(["predict", *sys.argv[1:], "--model", "nearest.keras", "--tile-size", "128", "--overlap", "16"]))
 """
 
 
@@ -153,25 +153,26 @@ def _unshare(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def test_full_tmpfs_fails_with_one_line_and_leaves_nothing(tmp_path):
-    """The issue's reproduction: an 8 MB tmpfs and a 300 x 300 input (and a 2 MB one, full while the tiled
-    temporary is still being written); plus a read-only mount for the writability check."""
+    """The issue's reproduction (a small tmpfs, a 300 x 300 input): 6 MB, full during the COG copy (the
+    tiled temporary of ~4 MB fits), and 2 MB, full while the tiled temporary is written; plus a read-only
+    mount for the writability check."""
     rng = np.random.default_rng(0)
     src = write_tif(tmp_path / "in.tif", (rng.integers(8000, 30000, (3, 300, 300))).astype(np.uint16), nodata=0)
     (tmp_path / "run.py").write_text(TMPFS_SCRIPT)
     py = sys.executable
     script = " && ".join([
-        f"mkdir -p {tmp_path}/full8 {tmp_path}/full2 {tmp_path}/ro",
-        f"mount -t tmpfs -o size=8m tmpfs {tmp_path}/full8",
+        f"mkdir -p {tmp_path}/full6 {tmp_path}/full2 {tmp_path}/ro",
+        f"mount -t tmpfs -o size=6m tmpfs {tmp_path}/full6",
         f"mount -t tmpfs -o size=2m tmpfs {tmp_path}/full2",
         f"mount -t tmpfs -o size=1m,ro tmpfs {tmp_path}/ro",
-        f"({py} {tmp_path}/run.py {src} -o {tmp_path}/full8/sr.tif 2> {tmp_path}/err8; echo $? > {tmp_path}/rc8)",
+        f"({py} {tmp_path}/run.py {src} -o {tmp_path}/full6/sr.tif 2> {tmp_path}/err6; echo $? > {tmp_path}/rc6)",
         f"({py} {tmp_path}/run.py {src} -o {tmp_path}/full2/sr.tif 2> {tmp_path}/err2; echo $? > {tmp_path}/rc2)",
         f"({py} {tmp_path}/run.py {src} -o {tmp_path}/ro/sr.tif 2> {tmp_path}/erro; echo $? > {tmp_path}/rco)",
-        f"ls -a {tmp_path}/full8 {tmp_path}/full2 > {tmp_path}/left",
+        f"ls -a {tmp_path}/full6 {tmp_path}/full2 > {tmp_path}/left",
     ])
     done = _unshare(script, tmp_path)
     assert done.returncode == 0, done.stderr
-    for size in ("8", "2"):
+    for size in ("6", "2"):
         assert (tmp_path / f"rc{size}").read_text().strip() == "1"
         line = one_error_line((tmp_path / f"err{size}").read_text())
         assert line.startswith(f"satsr: {tmp_path}/full{size}/sr.tif: writing failed: ")

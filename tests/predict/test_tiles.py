@@ -96,7 +96,7 @@ def test_tile_for_budget_is_the_largest_tile_that_fits_shrunk_to_its_tile_count(
     big = largest_tile(budget, 10000, 10000, 34, a)
     assert big % 16 == 0 and memory_bytes(big, 10000, 10000, 34, a) <= budget
     assert memory_bytes(big + 16, 10000, 10000, 34, a) > budget
-    assert 350 < big < 600  # activations t^2 a dominate; strips add width * 146 B per row
+    assert 350 < big < 600  # activations t^2 a dominate; strips add width * 162 B per row
     t = tile_for_budget(budget, 10000, 10000, 34, a)
     n = len(axis_starts(10000, big, 34))
     assert t <= big and len(axis_starts(10000, t, 34)) == n  # same tile count ...
@@ -107,6 +107,7 @@ def test_tile_for_budget_is_the_largest_tile_that_fits_shrunk_to_its_tile_count(
     assert largest_tile(budget, 10000, 10000, 34, a, batch=2) < big
     # A scene that fits whole is one tile; a budget too small for anything gets the smallest tile.
     assert tile_for_budget(budget, 300, 200, 30, a) == 300
+    assert len(TileGrid(3, 6, tile_for_budget(budget, 6, 3, 6, a), 6)) == 1  # smaller than the overlap
     assert largest_tile(1, 10000, 10000, 30, a) == MIN_TILE
     assert largest_tile(1, 10000, 10000, 50, a) == 112  # at least 2 x overlap, a multiple of 16
 

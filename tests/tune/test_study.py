@@ -334,3 +334,30 @@ def test_the_same_worker_of_a_study_runs_once_per_host(tmp_path):
     finally:
         holder.kill()
         holder.wait(timeout=20)
+
+
+def test_on_an_rdb_storage_a_silent_trial_of_any_host_is_recovered_by_its_heartbeat(tmp_path):
+    """PostgreSQL (the multi-host set-up) is an RDB storage: trials record Optuna heartbeats, so a
+    trial of a lost host (no pid to check from here) is recovered once silent for stale_after_s.
+    SQLite stands in for PostgreSQL here (the same RDBStorage code)."""
+    import time
+
+    from satsr.tune import recovery
+
+    storage = st.make_storage(f"sqlite:///{tmp_path / 'optuna.db'}", stale_after_s=1)  # beat 1 s, grace 2 s
+    study = optuna.create_study(storage=storage, study_name="hb")
+    lost, alive = study.ask(), study.ask()
+    for trial in (lost, alive):
+        trial.suggest_float("finetune.lr", 1e-4, 1e-2, log=True)
+        trial.set_user_attr("worker_host", "lost-host")
+        trial.set_user_attr("worker_pid", 7)
+    storage.record_heartbeat(lost._trial_id)
+    with recovery.heartbeat(study, alive):
+        assert recovery.recover_killed(study, tmp_path / "work", killed_retries=2) == []  # both fresh
+        time.sleep(3.5)
+        assert recovery.recover_killed(study, tmp_path / "work", killed_retries=2) == [lost.number]
+    trials = study.get_trials(deepcopy=False)
+    assert trials[lost.number].state.name == "FAIL" and trials[lost.number].user_attrs["counted"] is False
+    assert "lost-host:7 sent no heartbeat" in trials[lost.number].user_attrs["fail_reason"]
+    assert trials[alive.number].state.name == "RUNNING"  # its heartbeat kept it alive
+    assert [t.user_attrs["retry_of"] for t in trials if t.state.name == "WAITING"] == [lost.number]

@@ -25,11 +25,11 @@ from tiles in which it lies at least ``reach`` px from any cut edge, so tiled eq
 tolerance the reach was measured at.
 
 **Tile size rule** (``tile_for_budget``): the largest tile side whose working memory fits the
-budget, ``batch * t^2 * a + t^2 * 216 + width * (146 t + 108 carry(t))`` bytes, with ``a`` the
+budget, ``batch * t^2 * a + t^2 * 216 + width * (162 t + 108 carry(t) + 9234)`` bytes, with ``a`` the
 model's activation bytes per LR px (``satsr.predict.model.activation_bytes_per_px``) and the rest
-the accumulator window and the strip buffers (``WINDOW_BYTES``, ``STRIP_BYTES``, ``CARRY_BYTES``;
-``carry(t)``: rows shared by consecutive strips); then shrunk to the smallest side that needs the
-same number of tiles, which recomputes less overlap.
+the accumulator window and the strip buffers (``WINDOW_BYTES``, ``STRIP_BYTES``, ``CARRY_BYTES``,
+``BAND_BYTES``; ``carry(t)``: rows shared by consecutive strips); then shrunk to the smallest side
+that needs the same number of tiles, which recomputes less overlap.
 """
 
 from __future__ import annotations
@@ -151,8 +151,10 @@ class TileGrid:
 
 #: Strip buffers per LR px of a strip (tile height x scene width), bytes: the encoded uint16 output
 #: rows being filled and the ones being written (2 x 3 bands x 9 HR px x 2 B = 108), the float32 input
-#: strip and the one read ahead (2 x 12) plus their masks and the nodata fill's copy (14).
-STRIP_BYTES = 146
+#: strip and the one read ahead (2 x 12), their masks (2) and the nodata fill's indices and copy (28).
+STRIP_BYTES = 162
+#: Per LR px of scene width: the writer's partial block band (< 512 HR rows of uint16, ~171 LR rows).
+BAND_BYTES = 54 * 171
 #: Float32 HR accumulator per LR px: 9 HR px x 3 bands x 4 B (the rows carried to the next strip).
 CARRY_BYTES = 108
 #: The sliding accumulator window, per LR px of a tile: 2 tiles wide (2 x 108 B).
@@ -169,7 +171,7 @@ def memory_bytes(tile: int, width: int, height: int, overlap: int, act_bytes_per
     ys = axis_starts(height, tile, overlap)
     carry = max((th - (b - a) for a, b in zip(ys, ys[1:])), default=0)
     return (batch * th * tw * act_bytes_per_px + th * tw * WINDOW_BYTES
-            + width * (STRIP_BYTES * th + CARRY_BYTES * carry))
+            + width * (STRIP_BYTES * th + CARRY_BYTES * carry + BAND_BYTES))
 
 
 def largest_tile(budget_bytes: float, width: int, height: int, overlap: int, act_bytes_per_px: float,
@@ -178,9 +180,9 @@ def largest_tile(budget_bytes: float, width: int, height: int, overlap: int, act
     whose ``memory_bytes`` fit ``budget_bytes``; the scene's longer side when it all fits. When not
     even the smallest tile fits, the smallest (the caller warns)."""
     smallest = max(MIN_TILE, -(-2 * overlap // multiple) * multiple)
-    whole = max(width, height)
+    whole = max(width, height, smallest)
     if memory_bytes(whole, width, height, overlap, act_bytes_per_px, batch) <= budget_bytes:
-        return max(whole, smallest)
+        return whole
     lo, hi = smallest // multiple, -(-whole // multiple)  # in units of ``multiple``; fits(lo) assumed
     while hi - lo > 1:  # memory grows with the tile side: bisect for the last one that fits
         mid = (lo + hi) // 2
@@ -194,11 +196,11 @@ def largest_tile(budget_bytes: float, width: int, height: int, overlap: int, act
 def fewest_px_tile(tile: int, width: int, height: int, overlap: int) -> int:
     """The smallest tile side that needs no more tiles than ``tile`` along either axis: the same tile
     count with less overlap recomputed (10,000 px at 480 / overlap 34: 23 tiles of 468 px)."""
-    sides = []
-    for length in (width, height):
-        n = len(axis_starts(length, tile, overlap))
-        sides.append(min(length, tile) if n == 1 else -(-(length + (n - 1) * overlap) // n))
-    return max(max(sides), 2 * overlap)
+    counts = [len(axis_starts(length, tile, overlap)) for length in (width, height)]
+    if counts == [1, 1]:
+        return tile  # one tile covers the scene (TileGrid clips it to the scene)
+    sides = [-(-(length + (n - 1) * overlap) // n) for length, n in zip((width, height), counts)]
+    return max(*sides, 2 * overlap)
 
 
 def tile_for_budget(budget_bytes: float, width: int, height: int, overlap: int, act_bytes_per_px: float,

@@ -88,9 +88,11 @@ def _journal_path(url: str) -> Path | None:
     return None
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def make_storage(url: str, stale_after_s: float | None = None) -> optuna.storages.BaseStorage:
     """Optuna storage for ``url`` (journal file, or an SQLAlchemy URL with retries for the schema
-    race of several workers creating the tables at once)."""
+    race of several workers creating the tables at once). ``stale_after_s`` (``locks.stale_after_s``)
+    turns on Optuna's trial heartbeats on an SQLAlchemy URL: a trial silent that long is a killed
+    one (satsr.tune.recovery)."""
     path = _journal_path(url)
     if path is not None:
         from optuna.storages.journal import JournalFileBackend
@@ -100,7 +102,11 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     last: Exception | None = None
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            if stale_after_s is None:
+                return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            interval, grace = recovery.heartbeat_settings(stale_after_s)
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True},
+                                              heartbeat_interval=interval, grace_period=grace)
         except Exception as err:  # noqa: BLE001 - concurrent table creation, server starting
             last = err
             time.sleep(0.5 + attempt)
@@ -247,7 +253,8 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
     with locks.dir_lock(work / f"worker-{worker}", f"tune worker {worker} of study {name}",
                         params.locks.stale_after_s):
         cap, timeout = budget.params.tune.n_trials, budget.params.tune.timeout_s
-        study = optuna.create_study(study_name=name, storage=make_storage(url), direction=settings.direction,
+        study = optuna.create_study(study_name=name, storage=make_storage(url, params.locks.stale_after_s),
+                                    direction=settings.direction,
                                     sampler=optuna.samplers.RandomSampler(),  # replaced once the trials are known
                                     pruner=make_pruner(settings, params.tune.epochs), load_if_exists=True)
         end_run = None
@@ -285,12 +292,14 @@ def run_study(params: Params, arch: str, *, data_dir: str | Path, init_weights: 
                     log.info("tune@%s: timeout of %.0f s reached", arch, timeout)
                     break
                 with study_lock(url, name):
+                    recovery.recover_killed(study, work, params.tune.killed_retries, end_run)  # meanwhile
                     if recovery.budget_used(study) >= cap:
                         break
                     trial = study.ask()
                     _claim(trial, work)  # under the lock: no RUNNING trial is ever without its worker
-                records.append(_run_trial(study, trial, base, arch, space, data_dir, init_weights, work,
-                                          objective_key, train_fn, log_to_mlflow, params.tune.keep_trials))
+                with recovery.heartbeat(study, trial):
+                    records.append(_run_trial(study, trial, base, arch, space, data_dir, init_weights, work,
+                                              objective_key, train_fn, log_to_mlflow, params.tune.keep_trials))
             result = _result(study, url, records, t0)
             if out_path is not None:
                 write_outputs(study, arch, out_path, figures_dir, result, log_to_mlflow and parent_id is not None,
