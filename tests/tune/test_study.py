@@ -145,7 +145,7 @@ def _values(t) -> tuple:
     return tuple(sorted(t.params.items()))
 
 
-def test_a_killed_trial_does_not_use_the_budget_is_rerun_and_cleaned_up(tmp_path):
+def test_a_killed_trial_does_not_use_the_budget_is_rerun_and_cleaned_up(tmp_path, mlflow_server):
     """Issue 13 item 8, with a real SIGKILL: the worker dies in trial 2 (RUNNING in the journal, its
     nested MLflow run RUNNING, its work folder on disk). The next worker marks it FAIL without
     counting it, re-runs its values as trial 3, ends its MLflow run KILLED and removes its folder;
@@ -155,7 +155,7 @@ def test_a_killed_trial_does_not_use_the_budget_is_rerun_and_cleaned_up(tmp_path
 
     from satsr.tune import recovery
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_server  # the session's real `mlflow server` (tests/fixtures_mlflow.py)
     code = KILLED_WORKER.format(tests=str(Path(__file__).parent), tmp=str(tmp_path), mlflow=True)
     env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{REPO / 'tests'}",
            "MLFLOW_TRACKING_URI": uri, "SATSR_TRACKING_ROOT": str(tmp_path)}
@@ -188,9 +188,11 @@ def test_a_killed_trial_does_not_use_the_budget_is_rerun_and_cleaned_up(tmp_path
     assert len(set(complete)) == len(complete) == 5  # no finished trial proposed twice
     assert client.get_run(dead_run).info.status == "KILLED"
     assert not dead_dir.exists()
+    parent = client.get_run(dead_run).data.tags["mlflow.parentRunId"]
     children = client.search_runs([client.get_run(dead_run).info.experiment_id],
-                                  "tags.trial_number != ''")
+                                  f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.info.status for r in children) == ["FINISHED"] * 5 + ["KILLED"]
+    assert client.get_run(parent).info.status == "FINISHED"  # the resumed worker closed the study's run
 
 
 def test_a_restarted_seeded_worker_does_not_replay_its_first_proposals(tmp_path):

@@ -6,8 +6,9 @@ the trial would use up the budget and would never be retried. A restarted worker
 has the same seed would also replay its first proposals, so it would repeat trial 0.
 
 When a worker starts, and before each trial it asks for, under the study lock
-(satsr.tune.study.study_lock), :func:`recover_killed` looks at each RUNNING trial whose worker is gone. That is a worker of this host whose pid no
-longer runs, or whose pid is this process (a restarted container reuses pids). On an RDB storage
+(satsr.tune.study.study_lock), :func:`recover_killed` looks at each RUNNING trial whose worker is
+gone. That is a worker of this host whose pid no longer runs, or whose pid is this process (a
+restarted container reuses pids). On an RDB storage
 (PostgreSQL, the multi-host set-up) every running trial also records Optuna heartbeats
 (:func:`heartbeat`), so a trial of ANY host whose heartbeat is older than ``locks.stale_after_s``
 (a lost host, a recreated container) is treated the same. For each such trial:
