@@ -63,6 +63,7 @@ from satsr.evaluate.stage import (
 )
 from satsr.evaluate.stats import group_means, json_safe, paired_gain
 from satsr.paths import LEADERBOARD_JSON, LEADERBOARD_MD, MODEL_FILE, MODELS, PNG
+from satsr.util import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -372,8 +373,7 @@ def run_select(params: Params, *, png_dir: str | Path = PNG, models_dir: str | P
     board["registry"] = registry
     out_json, out_md = Path(out_json), Path(out_md)
     write_json(out_json, leaderboard_metrics(board))
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(leaderboard_markdown(json_safe(board)))
+    write_text_atomic(out_md, leaderboard_markdown(json_safe(board)))
     if use_mlflow:
         _log_select_run(params, board, out_json, out_md)
     if tie:

@@ -22,6 +22,7 @@ from satsr import locks
 from satsr.config import SCALE, Params, ReleaseParams
 from satsr.data import sensor
 from satsr.release import corpus
+from satsr.util import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +183,10 @@ def _train_release(params: Params, work: Path) -> dict:
                 state["best_gain"], state["best_step"] = gain, s
                 net.save_weights(best_path)
             manager.save(checkpoint_number=s)
-            state_file.write_text(json.dumps(state, indent=1))
+            write_text_atomic(state_file, json.dumps(state, indent=1))
     if best_path.exists():
         net.load_weights(best_path)
     net.save(work / "trained.keras")
     state["files"] = [str(f) for f in data.files]
-    state_file.write_text(json.dumps(state, indent=1))
+    write_text_atomic(state_file, json.dumps(state, indent=1))
     return state
