@@ -134,7 +134,7 @@ def test_a_truncated_file_does_not_read_back(tmp_path):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
     with pytest.raises(RasterWriteError, match=r"cut\.tif: the written file does not read back"):
         verify_raster(cut)
-    with pytest.raises(RasterWriteError, match=r"cut\.tif: writing failed: "):
+    with pytest.raises(RasterWriteError, match=r"copy\.tif: the written file does not read back \(.*IReadBlock failed"):
         with checked_write(tmp_path / "copy.tif") as tmp:
             tmp.write_bytes(cut.read_bytes())  # a writer that "succeeded" with a truncated file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.tif", "whole.tif"]

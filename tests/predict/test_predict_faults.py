@@ -220,7 +220,8 @@ def test_pixel_size_must_be_30_m_unless_allowed(tmp_path, nearest):
         assert sr.transform.a == pytest.approx(10 / 3)
 
     one_degree = scene(tmp_path, "deg.tif", crs="EPSG:4326", pixel=1.0, origin=(-60.0, -3.0))
-    with pytest.raises(PredictError, match=r"deg\.tif: pixel size 1 x 1 degrees = \d{6}\.\d x 110574\.0 m at this latitude"):
+    with pytest.raises(PredictError, match=r"deg\.tif: pixel size 1 x 1 degrees = \d{6}\.\d x 110574\.0 m at "
+                                           r"this latitude"):
         predict(one_degree, nearest, tmp_path / "o2.tif", params=Params())
 
     # 30 m in degrees near the equator is accepted; the same degrees at 60 S are 15 m wide: refused.

@@ -399,3 +399,9 @@ def test_sigkill_mid_run_leaves_no_file_at_the_output_path(killed_run):
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     assert all(p.name.startswith(".") for p in out.parent.iterdir())  # only hidden temporaries
+    # The next run on this output removes them (issue 13, item 9): the killed writer holds no lock now.
+    from satsr.predict.writer import clean_stale
+
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert left and sorted(p.name for p in clean_stale(out)) == left
+    assert list(out.parent.iterdir()) == []

@@ -146,6 +146,7 @@ def verify_raster(path: str | Path, *, full: bool = False, label: str | Path | N
     block of every band and overview level) and raise ``RasterWriteError`` naming ``label`` (default
     ``path``) when GDAL cannot: a truncated or damaged file."""
     label = label or path
+    errors: list[str] = []
     try:
         with warnings.catch_warnings(), gdal_errors() as errors:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -158,7 +159,8 @@ def verify_raster(path: str | Path, *, full: bool = False, label: str | Path | N
                     for w in _block_windows(ovr, False):
                         ovr.read(window=w)
     except (RasterioError, CPLE_BaseError, OSError) as err:
-        raise RasterWriteError(f"{label}: the written file does not read back ({err}) (expected a complete "
+        reason = errors[-1] if errors else str(err.__cause__ or err)
+        raise RasterWriteError(f"{label}: the written file does not read back ({reason}) (expected a complete "
                                "GeoTIFF; the disk may be full or failing)") from None
     if errors:
         raise RasterWriteError(f"{label}: the written file does not read back ({errors[0]}) (expected a complete "
@@ -230,8 +232,7 @@ def write_geotiff(
             dst.scales = [encoding.scale] * len(band_names)
             dst.offsets = [encoding.offset] * len(band_names)
             dst.update_tags(**{TAG_ENCODING: encoding.name}, **{k: str(v) for k, v in (tags or {}).items()})
-        digest = sha256_file(tmp)
-    return digest
+    return sha256_file(path)  # of the checked file, now under its final name
 
 
 def read_raster(path: str | Path) -> Raster:

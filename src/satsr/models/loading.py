@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+#: URI schemes resolved through the tracking store (anything else, e.g. s3:// or file:, is loaded directly).
+REGISTRY_SCHEMES = ("models:/", "runs:/")
 #: How a model may be named, for error messages.
 REFS = "a .keras file, a folder with model.keras, or a URI such as models:/satsr-rdn@champion or runs:/RUN_ID/model"
 
@@ -91,7 +93,7 @@ def _check_store(uri: str, tracking_params: Any) -> None:
 
 
 def _load_uri(uri: str, tracking_params: Any, local: bool = False) -> ModelRef:
-    """A model by MLflow URI (``local``: an MLflow model folder on disk, which needs no tracking store)."""
+    """A model by MLflow URI (``local``: an MLflow model folder or artifact URI, which needs no tracking store)."""
     from satsr import tracking
 
     if local:
@@ -99,7 +101,7 @@ def _load_uri(uri: str, tracking_params: Any, local: bool = False) -> ModelRef:
             model = tracking.load_model(uri)
         except Exception as err:  # noqa: BLE001 (MLflow raises many types; the message carries the cause)
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"{uri}: not a loadable MLflow model ({first_line}) (expected an MLflow model "
+            raise ModelError(f"{redact(uri)}: not a loadable MLflow model ({first_line}) (expected an MLflow model "
                              f"folder with MLmodel, or {REFS})") from None
         return ModelRef(model, uri, Path(uri).name or type(model).__name__)
     _check_store(uri, tracking_params)
@@ -134,8 +136,8 @@ def resolve(ref: Any, tracking_params: Any = None) -> ModelRef:
         return ModelRef(ref, f"<in-memory {type(ref).__name__}>", getattr(ref, "name", None) or type(ref).__name__)
     text = os.fspath(ref)
     path = Path(text).expanduser()
-    if URI_SCHEME.match(text) and not path.exists():
-        return _load_uri(text, tracking_params)
+    if URI_SCHEME.match(text) and not path.exists():  # only models:/ and runs:/ need a tracking store
+        return _load_uri(text, tracking_params, local=not text.startswith(REGISTRY_SCHEMES))
     if path.is_dir():
         if (path / MODEL_FILE).is_file():
             path = path / MODEL_FILE
