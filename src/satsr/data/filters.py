@@ -32,7 +32,7 @@ import rasterio
 
 from satsr.config import SCALE, FilterParams, Params
 from satsr.data import review
-from satsr.data.geotiff import Raster, RasterError, encoding_of, read_raster
+from satsr.data.geotiff import Raster, RasterError, checked_write, encoding_of, read_raster
 from satsr.data.manifest import read_manifest
 from satsr.data.radiometry import Encoding
 from satsr.data.registration import apply_shift, area_downsample, pearson_r, phase_shift
@@ -349,7 +349,7 @@ def _write_corrected(side: _Side, shifted: np.ndarray, dest: Path, dy: float, dx
         descriptions, scales, offsets, tags = src.descriptions, src.scales, src.offsets, src.tags()
     profile.update(driver="GTiff", dtype=str(data.dtype))
     tags[TAG_SHIFT] = f"dy={dy:.4f} dx={dx:.4f} (LR px, registers LR onto HR)"
-    with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with checked_write(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data)
         dst.descriptions = descriptions
         dst.scales = scales

@@ -51,6 +51,7 @@ from satsr.data.geotiff import (
     TAG_SENSOR,
     Raster,
     RasterError,
+    checked_write,
     encoding_of,
     write_geotiff,
 )
@@ -292,7 +293,7 @@ def write_chip(
         profile["crs"] = crs
     if data.shape[1] >= 256 and data.shape[2] >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with atomic_path(path) as tmp:
+    with checked_write(path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(tmp, "w", **profile) as dst:
@@ -301,7 +302,7 @@ def write_chip(
                 dst.scales = [enc.scale] * len(band_names)
                 dst.offsets = [enc.offset] * len(band_names)
                 dst.update_tags(**{TAG_ENCODING: enc.name}, **{k: str(v) for k, v in tags.items()})
-        return sha256_file(tmp)
+    return sha256_file(path)
 
 
 def _band_names(r: Raster, side: str) -> tuple[str, ...]:
