@@ -135,3 +135,15 @@ def smooth_field(rng: np.random.Generator, size: int, bands: int = 3) -> np.ndar
     grey = 0.1 + 0.05 * np.tanh(base) + 0.02 * detail
     tints = np.array([1.0, 0.9, 0.7])[:bands, None, None]
     return np.clip(grey[None] * tints, 0.01, 0.9).astype(np.float32)
+
+
+def box_op(reach: int):
+    """(2 reach + 1)^2 box blur (zero padding, like a network's convolutions) then nearest x3."""
+    from scipy.ndimage import uniform_filter
+
+    def op(batch):
+        size = 2 * reach + 1
+        blurred = np.stack([uniform_filter(b, size=(size, size, 1), mode="constant") for b in batch])
+        return blurred.repeat(3, axis=1).repeat(3, axis=2)
+
+    return op

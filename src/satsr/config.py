@@ -737,8 +737,9 @@ class PredictParams(Strict):
     #: each of a corner's two edges gets half).
     overlap_tolerance: Annotated[float, Field(gt=0, le=0.01)] = 1e-4
     #: Working memory of the tiles (model activations + strip buffers), GB; TensorFlow, the weights and
-    #: GDAL's cache (~1 GB) come on top. Sizes auto tiles on the CPU and the host side on a GPU.
-    max_memory_gb: Annotated[float, Field(gt=0, le=4096)] = 2.0
+    #: GDAL's cache (~1 GB) come on top. Sizes auto tiles on the CPU and the host side on a GPU. 3 GB:
+    #: the smallest budget whose tiles keep overlap cost under the 0.8 efficiency target (benchmarks/).
+    max_memory_gb: Annotated[float, Field(gt=0, le=4096)] = 3.0
     #: GPU memory for the model's activations (auto tile size and auto batch on a GPU), GB.
     gpu_max_memory_gb: Annotated[float, Field(gt=0, le=4096)] = 8.0
     #: Tiles per model call, or auto: 1 on a CPU, as many as gpu_max_memory_gb holds on a GPU.

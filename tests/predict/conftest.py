@@ -12,8 +12,9 @@ from rasterio.transform import from_origin
 
 from satsr.data.radiometry import L8_C2_L2
 
-#: Tiny EDSR: its reach is 5 LR px (5 LR convs + 1 HR conv + the bicubic residual's 2 px), under
-#: overlap // 4 for the overlaps the tests use, so tiled output must equal the whole-image output.
+#: Tiny EDSR: its reach is 5 LR px (5 LR convs + 1 HR conv + the bicubic residual's 2 px), within the
+#: (overlap - 1) // 2 px each tile discards for the overlaps the tests use (satsr.predict.tiles), so
+#: tiled output must equal the whole-image output.
 TINY = {"num_blocks": 1, "num_filters": 8}
 UTM_20S = "EPSG:32720"
 #: The png range the tiny models are exported with (params' defaults).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_tiles import box_op
+from scratch import box_op
 
 from satsr.config import Params, PredictParams
 from satsr.predict.model import activation_bytes_per_px, measure_reach

@@ -4,6 +4,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from scratch import box_op
 
 from satsr.predict.tiles import (
     MIN_TILE,
@@ -53,18 +54,6 @@ def test_taper_discards_the_margin_and_crossfades_in_the_middle():
 def test_overlap_larger_than_half_a_tile_is_refused():
     with pytest.raises(ValueError, match="overlap"):
         TileGrid(100, 100, 32, 17)
-
-
-def box_op(reach: int):
-    """(2 reach + 1)^2 box blur (zero padding, like a network's convolutions) then nearest x3."""
-    from scipy.ndimage import uniform_filter
-
-    def op(batch):
-        size = 2 * reach + 1
-        blurred = np.stack([uniform_filter(b, size=(size, size, 1), mode="constant") for b in batch])
-        return blurred.repeat(3, axis=1).repeat(3, axis=2)
-
-    return op
 
 
 def test_blended_tiles_reproduce_a_local_operator_exactly():
