@@ -41,7 +41,7 @@ from satsr.predict.errors import PredictError, PredictWarning
 from satsr.predict.inputs import COLOURS, SceneInput, resolve_inputs
 from satsr.predict.model import ModelSettings, SRModel, configure_threads, load_model, settings
 from satsr.predict.scene import OpenScene, fill_nodata, open_scene
-from satsr.predict.stream import plan, run_strips
+from satsr.predict.stream import StripStats, plan, run_strips
 from satsr.predict.tiles import TileGrid
 from satsr.predict.writer import (
     COLOR_INTERP,
@@ -68,16 +68,13 @@ GDAL_CACHE_MB = 256
 
 
 @dataclass
-class SceneStats:
-    """Counts and timings of one predicted scene (logged, and used by the benchmark)."""
+class SceneStats(StripStats):
+    """Counts and timings of one predicted scene (logged, and used by the benchmark): the strip loop's
+    plus the grid's tile count, the scene's px and the wall time."""
 
     tiles: int = 0
-    tiles_run: int = 0
-    valid_px: int = 0
     total_px: int = 0
     seconds: float = 0.0
-    model_seconds: float = 0.0
-    write_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -117,8 +114,7 @@ def _run_scene(scene: OpenScene, model: SRModel, dst: Any, spec: OutputSpec, p: 
               disable=None if progress is None else not progress) as bar:
         done = run_strips(grid, read, model.fn, spec.encode, sink, tiling.batch, bar.update, f"model {model.uri}")
         writer.close()
-    stats.tiles_run, stats.valid_px = done.tiles_run, done.valid_px
-    stats.model_seconds, stats.write_seconds = done.model_seconds, done.write_seconds
+    stats.__dict__.update(vars(done))
     stats.seconds = time.perf_counter() - t0
     return stats
 
