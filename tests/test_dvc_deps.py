@@ -24,7 +24,7 @@ SRC = REPO / "src"
 #: ``"satsr.models.rdn:rdn"``: a builder named in satsr.config.ARCHITECTURES ...
 _REF = re.compile(r"^(satsr(?:\.\w+)+):\w+$")
 #: ... and imported (by importlib) where the registry resolves them.
-REGISTRY, REGISTRY_TABLE = "satsr.models.registry", SRC / "satsr" / "config.py"
+REGISTRY, REGISTRY_TABLE = "satsr.models.registry", SRC / "satsr" / "config" / "training.py"
 
 
 @functools.cache
