@@ -36,6 +36,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,3 +298,31 @@ def dir_lock(target: str | Path, what: str, stale_after_s: float = DEFAULT_STALE
              force: bool | None = None) -> Lock:
     """The lock of folder ``target`` (file ``<target>.lock`` beside it); use as ``with dir_lock(...)``."""
     return Lock(lock_path(target), what, stale_after_s=stale_after_s, force=force)
+
+
+@contextmanager
+def flock_file(path: str | Path) -> Iterator[None]:
+    """Hold ``flock`` on an existing file while the block runs, with no payload: marks a temporary
+    file as being written (satsr.predict.writer), so ``flocked`` tells a live writer's file from one
+    a killed run left; the kernel drops the lock when the process dies."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def flocked(path: str | Path) -> bool:
+    """Whether a live process holds ``flock`` on ``path`` (False when it is absent)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -31,7 +31,7 @@ import rasterio
 from pydantic import ValidationError
 from rasterio.errors import NotGeoreferencedWarning
 
-from satsr import paths
+from satsr import locks, paths
 from satsr.config import SCALE, Params, PredictParams
 from satsr.data.geotiff import RasterError, checked_write
 from satsr.models.harmonize import Harmonization, HarmonizeError
@@ -53,7 +53,6 @@ from satsr.predict.writer import (
     clean_stale,
     cleanup,
     existing_output_problem,
-    holding,
     out_profile,
     output_tags,
     quicklook,
@@ -200,7 +199,7 @@ def _write_scene(scene: OpenScene, model: SRModel, used: ModelSettings, out_path
              ", ".join(b.name for b in scene_in.bands), scene.encoding.describe(), out_path)
     cog = p.output_format == "cog"
     try:
-        with checked_write(out_path) as part, holding(part):
+        with checked_write(out_path) as part, locks.flock_file(part):
             return _write_parts(scene, model, used, out_path, part, spec, params, compare, progress, cog)
     except RasterError as err:
         raise PredictError(str(err)) from None

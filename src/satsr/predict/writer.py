@@ -21,16 +21,12 @@ next run (``clean_stale``) removes exactly the temporaries of this output that n
 
 from __future__ import annotations
 
-import fcntl
 import glob as globlib
 import json
 import logging
 import math
-import os
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +38,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from satsr import __version__
+from satsr import __version__, locks
 from satsr.config import SCALE, Params, PredictParams
 from satsr.data.geotiff import TAG_ENCODING, RasterError, verify_raster
 from satsr.data.radiometry import L8_C2_L2, to_quicklook8
@@ -270,32 +266,6 @@ def _temp_pattern(dest: Path) -> re.Pattern[str]:
                       rf"(?:{re.escape(PART_SUFFIX)}|{re.escape(WORK_SUFFIX)})(?:\..+)?$")
 
 
-@contextmanager
-def holding(part: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the writer's ``.part`` file while the block runs (``clean_stale``
-    leaves the temporaries of a live run alone; the kernel drops the lock when the process dies)."""
-    fd = os.open(part, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _held(part: Path) -> bool:
-    try:
-        fd = os.open(part, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def clean_stale(dest: Path) -> list[Path]:
     """Remove the temporaries a killed run left for ``dest`` (and its comparison PNG); returns them."""
     removed = []
@@ -308,7 +278,7 @@ def clean_stale(dest: Path) -> list[Path]:
             if (m := pattern.match(f.name)) and not f.is_dir():
                 groups.setdefault(m["key"], []).append(f)
         for key, files in groups.items():
-            if _held(target.parent / (key + PART_SUFFIX)):
+            if locks.flocked(target.parent / (key + PART_SUFFIX)):
                 continue  # a live run writes it
             for f in files:
                 try:
