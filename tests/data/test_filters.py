@@ -17,8 +17,7 @@ import rasterio
 from scipy import ndimage as ndi
 
 from satsr.config import FilterParams, Params, PngParams, SourceParams
-from satsr.data import filters
-from satsr.data.filters import REASONS, REPORT_COLUMNS, percentile, run_filter
+from satsr.data.filters import REASONS, REPORT_COLUMNS, checks, percentile, run_filter
 from satsr.data.geotiff import read_raster, write_geotiff
 from satsr.data.grids import Grid
 from satsr.data.manifest import write_manifest
@@ -326,14 +325,14 @@ def test_an_unexpected_error_in_one_pair_does_not_stop_the_stage(make_pair, tmp_
     make_pair("ok", lr_size=LR, folder=raw)
     make_pair("boom", lr_size=LR, seed=1, folder=raw)
     _manifest(raw, ["boom", "ok"])
-    real = filters._pairwise
+    real = checks._pairwise
 
     def explode(lr, hr, *args):
         if lr.file.startswith("boom"):
             raise FloatingPointError("synthetic failure")
         return real(lr, hr, *args)
 
-    monkeypatch.setattr(filters, "_pairwise", explode)
+    monkeypatch.setattr(checks, "_pairwise", explode)
     report = run_filter(_params(tmp_path), raw, out).set_index("pair_id")
     assert report.loc["boom", "reasons"] == "internal_error"
     assert "FloatingPointError" in report.loc["boom", "detail"]
@@ -350,14 +349,14 @@ def test_a_crashing_worker_process_costs_only_its_own_pair(make_pair, tmp_path, 
     for i, name in enumerate(names):
         make_pair(name, lr_size=LR, seed=i, folder=raw)
     _manifest(raw, names)
-    real = filters._pairwise
+    real = checks._pairwise
 
     def crash(lr, hr, *args):
         if lr.file.startswith("boom"):
             os._exit(3)  # no exception, no cleanup: the process just dies
         return real(lr, hr, *args)
 
-    monkeypatch.setattr(filters, "_pairwise", crash)  # inherited by the forked workers
+    monkeypatch.setattr(checks, "_pairwise", crash)  # inherited by the forked workers
     report = run_filter(_params(tmp_path, workers=2), raw, out).set_index("pair_id")
     assert report.loc["boom", "reasons"] == "internal_error"
     assert "worker process died" in report.loc["boom", "detail"]

@@ -240,7 +240,8 @@ def test_png16_written_readable(tmp_path):
 
 
 def test_compress_levels_decode_identically_and_quicklook_lut(tmp_path):
-    from satsr.data.png import _quicklook_lut, write_png16
+    from satsr.data.png import write_png16
+    from satsr.data.png.stage import _quicklook_lut
     from satsr.data.radiometry import to_quicklook8
 
     rng = np.random.default_rng(2)

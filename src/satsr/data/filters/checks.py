@@ -1,49 +1,27 @@
-"""The filter stage: screen every raw Landsat/Sentinel-2 pair and say why each one is kept or not.
+"""The per-pair checks of the filter stage: load both sides, test radiometry and geometry, register.
 
-The seed filtered pairs by eye in a notebook and with hard-coded percentile tests. Here every
-check is a threshold from ``params.filter``, every rejection carries a short reason code plus a
-sentence naming the file and the measured value against its threshold, and a static HTML contact
-sheet (satsr.data.review) lets a person add what the automatic checks missed to a committed
-review file. Bad input never stops the stage: a corrupt file, a wrong band count or a missing
-partner becomes a reason in the report, and the good pairs go through in the same run.
-
-Outputs in ``out_dir``: ``report.csv`` (one row per manifest pair; later stages read ``lr_path``
-and ``hr_path`` of accepted rows), ``summary.json`` (counts, DVC metrics), ``contact_sheet.html``
-with ``quicklooks/``, and ``corrected/`` (shift-corrected LR files, when enabled).
+Every check is a threshold from ``params.filter``; a failed check becomes a reason code (``REASONS``)
+plus a sentence naming the file and the measured value against its threshold, never an exception.
+``check_pair`` returns one report row and writes the pair's quicklooks (and its shift-corrected LR,
+when enabled) under the stage's output folder; satsr.data.filters.run runs it over the manifest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import math
-import shutil
-import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import rasterio
 
 from satsr.config import SCALE, FilterParams, Params
 from satsr.data import review
 from satsr.data.geotiff import Raster, RasterError, checked_write, encoding_of, read_raster
-from satsr.data.manifest import read_manifest
 from satsr.data.radiometry import Encoding
 from satsr.data.registration import apply_shift, area_downsample, pearson_r, phase_shift
-from satsr.errors import MissingInputError
-from satsr.util import atomic_path
 
-log = logging.getLogger(__name__)
-
-REPORT_NAME = "report.csv"
-SUMMARY_NAME = "summary.json"
-SHEET_NAME = "contact_sheet.html"
 QUICKLOOK_DIR = "quicklooks"
 CORRECTED_DIR = "corrected"
 TAG_SHIFT = "SATSR_SHIFT_CORRECTED"
@@ -96,21 +74,6 @@ METRIC_COLUMNS = [
     "shift_error",
     "correlation",
     "sharpness",
-]
-
-#: report.csv columns. ``lr_path``/``hr_path`` are what later stages read (LR may be corrected).
-#: ``shift_dy``/``shift_dx`` register LR onto HR (see satsr.data.registration), in LR pixels;
-#: ``correlation`` is measured after removing that shift.
-REPORT_COLUMNS = [
-    "pair_id",
-    "status",
-    "reasons",
-    "detail",
-    "note",
-    "lr_path",
-    "hr_path",
-    *METRIC_COLUMNS,
-    "demo_defect",
 ]
 
 
@@ -457,15 +420,16 @@ def check_pair(pair_id: str, lr_file: object, hr_file: object, s: CheckSettings)
     return row
 
 
-def _safe_check(job: tuple[str, object, object], s: CheckSettings) -> dict[str, Any]:
+def safe_check(job: tuple[str, object, object], s: CheckSettings) -> dict[str, Any]:
     """check_pair that turns any unexpected exception into an ``internal_error`` row."""
     try:
         return check_pair(*job, s)
     except Exception as err:  # noqa: BLE001 - one broken pair must not stop the stage
-        return _error_row(job, s, f"unexpected {type(err).__name__} while checking: {err}")
+        return error_row(job, s, f"unexpected {type(err).__name__} while checking: {err}")
 
 
-def _error_row(job: tuple[str, object, object], s: CheckSettings, detail: str) -> dict[str, Any]:
+def error_row(job: tuple[str, object, object], s: CheckSettings, detail: str) -> dict[str, Any]:
+    """The row of a pair whose check never finished: reported as ``internal_error``, not lost."""
     row: dict[str, Any] = dict.fromkeys(METRIC_COLUMNS, math.nan)
     lr, hr = _path(s.raw_dir, job[1])[1], _path(s.raw_dir, job[2])[1]
     row.update(
@@ -479,182 +443,3 @@ def _error_row(job: tuple[str, object, object], s: CheckSettings, detail: str) -
         _ql_hr=None,
     )
     return row
-
-
-def _limit_blas_threads() -> Any:
-    """One BLAS thread per process: the pairs are the parallel unit, and OpenBLAS threads on small
-    matrices (phase correlation, dot products) are several times slower here than one thread."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it only speed suffers
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _init_worker() -> None:
-    global _WORKER_LIMITS
-    _WORKER_LIMITS = _limit_blas_threads()
-
-
-_WORKER_LIMITS: Any = None
-
-
-def _run_jobs(jobs: list[tuple[str, object, object]], s: CheckSettings, workers: int) -> list[dict[str, Any]]:
-    """Check pairs in parallel; a crashed worker costs only the pairs it was given, retried alone."""
-    if workers <= 1 or len(jobs) <= 1:
-        with _limit_blas_threads():
-            return [_safe_check(j, s) for j in jobs]
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_init_worker) as ex:
-        futures = [ex.submit(_safe_check, j, s) for j in jobs]
-        for i, fut in enumerate(futures):
-            try:
-                results[i] = fut.result()
-            except Exception:  # noqa: BLE001 - BrokenProcessPool: retried below, one by one
-                results[i] = None
-    for i, res in enumerate(results):
-        if res is None:
-            try:
-                with ProcessPoolExecutor(max_workers=1, initializer=_init_worker) as ex:
-                    results[i] = ex.submit(_safe_check, jobs[i], s).result()
-            except Exception as err:  # noqa: BLE001 - the pair itself kills its worker
-                results[i] = _error_row(
-                    jobs[i],
-                    s,
-                    f"the worker process died ({type(err).__name__}), "
-                    "probably a crash in GDAL on a corrupt file",
-                )
-    return [r for r in results if r is not None]
-
-
-# ---------------------------------------------------------------------------------- the stage
-def _apply_review(report: pd.DataFrame, review_file: str) -> int:
-    """Reject the pairs listed in the review file; warn on ids not in the manifest."""
-    entries = review.read_review_file(review_file)
-    if not entries:
-        return 0
-    index = {pid: i for i, pid in enumerate(report["pair_id"])}
-    n = 0
-    for e in entries:
-        if e.pair_id not in index:
-            log.warning("%s:%d: pair_id %r is not in the manifest; ignored", review_file, e.line, e.pair_id)
-            continue
-        i = report.index[index[e.pair_id]]
-        reasons = report.at[i, "reasons"]
-        report.at[i, "reasons"] = f"{reasons};manual_review" if reasons else "manual_review"
-        detail = f"manual_review: listed in the review file {review_file} (line {e.line})."
-        report.at[i, "detail"] = f"{report.at[i, 'detail']} {detail}".strip()
-        n += 1
-    return n
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
-
-
-def summarize(report: pd.DataFrame) -> dict[str, Any]:
-    """Counts for summary.json (DVC metrics): totals, per reason (every code, zeros too)."""
-    n = len(report)
-    accepted = report[report["status"] == "accepted"]
-    counts = Counter(c for r in report["reasons"].fillna("") for c in r.split(";") if c)
-    out: dict[str, Any] = {
-        "pairs": n,
-        "accepted": len(accepted),
-        "rejected": n - len(accepted),
-        "accepted_fraction": round(len(accepted) / n, 4) if n else 0.0,
-        "shift_corrected": int((report["note"] == "shift_corrected").sum()),
-        "reasons": {code: int(counts.get(code, 0)) for code in REASONS},
-        "accepted_median_shift_px": _nan_to_none(accepted["shift_px"].median()) if len(accepted) else None,
-        "accepted_median_correlation": _nan_to_none(accepted["correlation"].median())
-        if len(accepted)
-        else None,
-    }
-    planted = report["demo_defect"].fillna("").astype(str) != ""
-    if planted.any():
-        rejected = report["status"] == "rejected"
-        out["demo"] = {
-            "planted_defects": int(planted.sum()),
-            "planted_rejected": int((planted & rejected).sum()),
-            "clean_rejected": int((~planted & rejected).sum()),
-        }
-    return out
-
-
-def _check_some_files(raw_dir: Path, jobs: list[tuple[str, Any, Any]]) -> None:
-    """A pair whose file is missing is *rejected* (a partial download); a raw folder with none of its
-    files is a missing input (not checked out, wrong folder), not 100 % rejections."""
-    files = [raw_dir / str(f) for _, lr, hr in jobs for f in (lr, hr) if isinstance(f, str) and f]
-    if jobs and not any(f.is_file() for f in files):
-        first = files[0] if files else raw_dir / "manifest.csv"
-        raise MissingInputError(
-            f"{first}: raw file not found (none of the {len(jobs)} pair(s) of {raw_dir / 'manifest.csv'} has its "
-            "GeoTIFFs; expected the source stage's files: run `dvc checkout source` or `dvc repro source`)")
-
-
-def run_filter(params: Params, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
-    """Screen every pair of ``raw_dir/manifest.csv``; write report, summary, contact sheet."""
-    t0 = time.perf_counter()
-    fp = params.filter
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    manifest = read_manifest(raw_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for sub in (QUICKLOOK_DIR, CORRECTED_DIR):  # owned by this stage: no stale files from older runs
-        shutil.rmtree(out_dir / sub, ignore_errors=True)
-    s = CheckSettings.from_params(params, raw_dir, out_dir)
-    jobs = list(zip(manifest["pair_id"].astype(str), manifest["lr_file"], manifest["hr_file"]))
-    _check_some_files(raw_dir, jobs)
-    workers = params.png.workers
-    rows = _run_jobs(jobs, s, workers)
-
-    report = pd.DataFrame(rows)
-    report["demo_defect"] = manifest["demo_defect"].fillna("").astype(str).to_numpy()
-    looks = {r["pair_id"]: (r["_ql_lr"], r["_ql_hr"]) for r in rows}
-    report = report.drop(columns=["_ql_lr", "_ql_hr"])
-    manual = _apply_review(report, fp.review_file)
-    report["status"] = np.where(report["reasons"] == "", "accepted", "rejected")
-    report = report[REPORT_COLUMNS]
-
-    with atomic_path(out_dir / REPORT_NAME) as tmp:
-        report.to_csv(tmp, index=False, float_format="%.6g")
-    summary = summarize(report)
-    with atomic_path(out_dir / SUMMARY_NAME) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-
-    shown = review.select_for_sheet(report, fp.contact_sheet_max_pairs)
-    keep = set(shown["pair_id"])
-    for pid, pngs in looks.items():
-        if pid not in keep:
-            for p in pngs:
-                if p:
-                    (out_dir / p).unlink(missing_ok=True)
-    top = ", ".join(f"{c} {k}" for c, k in sorted(summary["reasons"].items(), key=lambda kv: -kv[1]) if k)
-    review.write_contact_sheet(
-        shown,
-        out_dir / SHEET_NAME,
-        {pid: looks[pid] for pid in keep},
-        fp.review_file,
-        fp.quicklook_px,
-        stretch=(
-            f"fixed stretch 0..{params.png.quicklook_max_reflectance:g} reflectance, gamma "
-            f"{params.png.quicklook_gamma:g}; LR and HR shown at the same size"
-        ),
-        hidden=len(report) - len(shown),
-        summary_lines=[
-            f"{summary['pairs']} pairs: {summary['accepted']} accepted, {summary['rejected']} rejected",
-            f"reasons: {top or 'none'}",
-        ],
-    )
-    dt = time.perf_counter() - t0
-    log.info(
-        "filter: %d pairs -> %d accepted, %d rejected (%s)%s%s; %.3f s/pair with %d worker(s); report %s",
-        summary["pairs"],
-        summary["accepted"],
-        summary["rejected"],
-        top or "no rejections",
-        f"; {summary['shift_corrected']} shift-corrected" if summary["shift_corrected"] else "",
-        f"; {manual} by manual review" if manual else "",
-        dt / max(1, len(report)),
-        workers,
-        out_dir / REPORT_NAME,
-    )
-    return report

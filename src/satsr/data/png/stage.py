@@ -1,18 +1,11 @@
-"""Training PNGs: reflectance -> 16-bit RGB PNG with one documented, invertible mapping.
+"""The png stage: accepted, split pairs -> 16-bit training PNGs, quicklooks, index and statistics.
 
-The seed stretched 8-bit PNGs with ad-hoc factors (L8 x4, S2 x1.4), so its models learned a
-colour transform as well as super-resolution, and nothing could be turned back into reflectance.
-Here both sensors are decoded to surface reflectance with the encoding recorded in each file and
+Both sensors are decoded to surface reflectance with the encoding recorded in each file and
 mapped with ``radiometry.to_png16(refl, lo, hi)``; ``encoding.json`` documents the mapping and
 its inverse. Folder layout is the seed's (``train_LR``, ``train_HR``, ``val_LR`` ...), so the
 ``folder`` provider (layout ``seed_png``) can re-import it. 8-bit quicklooks with a fixed stretch
-go to ``quicklook/`` for people.
-
-16-bit RGB PNGs are written by a small encoder on the standard library's zlib: Pillow cannot write
-16-bit RGB, and GDAL's PNG driver (zlib level 6, adaptive filters) took ~10x longer per HR chip
-here. Any PNG reader decodes them (checked with GDAL and Pillow in the tests). Quicklooks are one
-table lookup per pixel (``to_quicklook8`` of every PNG level), within one grey level of calling
-``to_quicklook8`` on the reflectance.
+go to ``quicklook/`` for people: one table lookup per pixel (``to_quicklook8`` of every PNG level),
+within one grey level of calling ``to_quicklook8`` on the reflectance.
 """
 
 from __future__ import annotations
@@ -20,20 +13,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
-import warnings
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning
 
 from satsr.config import Params
 from satsr.data.geotiff import Raster, RasterError, encoding_of, read_raster
 from satsr.data.manifest import read_manifest
+from satsr.data.png.codec import (
+    QUICKLOOK_COMPRESS_LEVEL,
+    png16_to_reflectance,
+    reflectance_to_png16,
+    write_png8,
+    write_png16,
+)
+from satsr.data.png.stats import BANDS, accumulate, empty_acc, finish_acc, merge_acc
 from satsr.data.radiometry import L8_C2_L2, S2_SR, Encoding, to_quicklook8
 from satsr.data.split import SPLITS, read_report, resolve_pair_paths
 from satsr.errors import InputError, MissingInputError
@@ -45,111 +41,8 @@ INDEX_NAME = "index.csv"
 ENCODING_NAME = "encoding.json"
 QUICKLOOK_DIR = "quicklook"
 SIDES = ("LR", "HR")
-BANDS = ("R", "G", "B")
-#: Histogram bins for the percentiles: one per uint16 PNG level (exact to the PNG quantization).
-HIST_BINS = 65536
 #: Bumped when the output format changes, so resumed runs rewrite every file.
 FORMAT_VERSION = 1
-#: PNG compression, the "Up" filter + zlib. Level 1 (the writers' default) is zlib's run-length
-#: strategy: measured ~5x faster than zlib's default level 6 (what GDAL's PNG driver uses) and no
-#: larger on noisy 16-bit reflectance, whose low bytes barely compress. Level 0 (stored, the
-#: pipeline's default via ``png.compress_level``) is ~3x faster again and ~1.6x larger. 8-bit
-#: quicklooks are smooth and shrink ~2.3x with run-length for little time, so they always use 1.
-DEFAULT_COMPRESS_LEVEL = 1
-QUICKLOOK_COMPRESS_LEVEL = 1
-PNG_FILTER_UP = 2
-
-
-# ------------------------------------------------------------------------------------ PNG I/O
-def _chunk(kind: bytes, data: bytes) -> list[bytes]:
-    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
-    return [struct.pack(">I", len(data)) + kind, data, struct.pack(">I", crc)]
-
-
-def _zlib(level: int):
-    """0: stored; 1: run-length (fast); 2-9: full deflate at that level (smaller, slower)."""
-    if level <= 0:
-        return zlib.compressobj(0)
-    if level == 1:
-        return zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    return zlib.compressobj(min(level, 9))
-
-
-def _png_parts(img: np.ndarray, level: int = DEFAULT_COMPRESS_LEVEL) -> list[bytes]:
-    """PNG chunks of an (h, w, 3) or (3, h, w)-transposed uint8/uint16 array (colour type 2).
-
-    Accepts any strides: the big-endian copy, the "Up" filter and the zlib stream are the only
-    passes over the pixels (written as parts, never concatenated, to spare copies of megabytes).
-    """
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"expected (h, w, 3) uint8 or uint16, got {img.shape} {img.dtype}")
-    h, w, _ = img.shape
-    depth = 8 * img.dtype.itemsize
-    rows = img.astype(img.dtype.newbyteorder(">"), order="C").view(np.uint8).reshape(h, -1)
-    raw = np.empty((h, rows.shape[1] + 1), np.uint8)
-    raw[:, 0] = PNG_FILTER_UP
-    raw[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # "Up" filter: byte minus the byte above, mod 256
-    z = _zlib(level)
-    idat = z.compress(raw) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", w, h, depth, 2, 0, 0, 0)
-    return [b"\x89PNG\r\n\x1a\n", *_chunk(b"IHDR", ihdr), *_chunk(b"IDAT", idat), *_chunk(b"IEND", b"")]
-
-
-def encode_png(img: np.ndarray, level: int = DEFAULT_COMPRESS_LEVEL) -> bytes:
-    """The bytes of a PNG of an (h, w, 3) uint8 or uint16 array (colour type 2, depth 8 or 16)."""
-    return b"".join(_png_parts(img, level))
-
-
-def _write_parts(path: Path, parts: list[bytes]) -> None:
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
-        f.writelines(parts)
-
-
-def write_png16(path: Path, rgb: np.ndarray, level: int = DEFAULT_COMPRESS_LEVEL) -> None:
-    """Write an (h, w, 3) uint16 array as a 16-bit RGB PNG, atomically."""
-    if rgb.dtype != np.uint16:
-        raise ValueError(f"{path}: expected uint16, got {rgb.dtype}")
-    _write_parts(path, _png_parts(rgb, level))
-
-
-def write_png8(path: Path, rgb: np.ndarray, level: int = QUICKLOOK_COMPRESS_LEVEL) -> None:
-    """Write an (h, w, 3) uint8 quicklook atomically."""
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8, got {rgb.dtype}")
-    _write_parts(path, _png_parts(rgb, level))
-
-
-def reflectance_to_png16(refl: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``radiometry.to_png16`` computed in place (same float32 operations in the same order, so
-    bit-identical; checked in the tests) without its temporaries: NaN -> lo, then clip."""
-    x = np.fmax(refl, np.float32(lo))  # NaN -> lo (fmax ignores NaN), -inf -> lo
-    np.minimum(x, np.float32(hi), out=x)
-    x -= lo
-    x /= hi - lo
-    x *= 65535.0
-    np.rint(x, out=x)
-    return x.astype(np.uint16)
-
-
-def read_png16(path: str | Path) -> np.ndarray:
-    """Read a 16-bit RGB training PNG as (h, w, 3) uint16 (GDAL's PNG reader; Pillow truncates 16-bit RGB)."""
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                data = src.read()
-    except rasterio.errors.RasterioError as err:
-        raise RasterError(f"{path}: unreadable PNG ({err})") from None
-    if data.dtype != np.uint16 or data.shape[0] != 3:
-        raise RasterError(f"{path}: expected a 16-bit RGB PNG, got {data.shape[0]} band(s) of {data.dtype}")
-    return np.ascontiguousarray(data.transpose(1, 2, 0))
-
-
-def png16_to_reflectance(png: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Inverse of the mapping (exact up to 1/65535 of the range inside [lo, hi])."""
-    return (lo + png.astype(np.float32) / np.float32(65535.0) * np.float32(hi - lo)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------- decoding
@@ -168,106 +61,6 @@ def decode_reflectance(r: Raster, side: str) -> np.ndarray:
     if r.data.shape[0] < 3:
         raise RasterError(f"{r.path}: {r.data.shape[0]} band(s); the PNG stage needs R,G,B")
     return enc.to_reflectance(r.data[:3])
-
-
-# ------------------------------------------------------------------------------------ statistics
-def _empty_acc() -> dict:
-    """Per-band running statistics: count, mean and M2 (merged with Chan's formula, so sums of
-    many chips stay accurate in float32 per chip), extremes, clipping counts and a histogram."""
-    return {
-        "n": np.zeros(3, np.int64),
-        "mean": np.zeros(3),
-        "m2": np.zeros(3),
-        "min": np.full(3, np.inf),
-        "max": np.full(3, -np.inf),
-        "below": np.zeros(3, np.int64),
-        "above": np.zeros(3, np.int64),
-        "nan": np.zeros(3, np.int64),
-        "hist": np.zeros((3, HIST_BINS), np.int64),
-    }
-
-
-def _add_moments(acc: dict, b: int, n: int, mean: float, m2: float) -> None:
-    na = int(acc["n"][b])
-    tot = na + n
-    delta = mean - acc["mean"][b]
-    acc["mean"][b] += delta * n / tot
-    acc["m2"][b] += m2 + delta * delta * na * n / tot
-    acc["n"][b] = tot
-
-
-def _accumulate(acc: dict, refl: np.ndarray, png: np.ndarray, lo: float, hi: float) -> None:
-    """Add one chip: ``refl`` and ``png`` are (3, h, w) reflectance and its uint16 mapping."""
-    for b in range(3):
-        x = refl[b].ravel()
-        p = png[b].ravel()
-        ok = np.isfinite(x)
-        n_ok = int(np.count_nonzero(ok))
-        acc["nan"][b] += x.size - n_ok
-        if n_ok == 0:
-            continue
-        if n_ok < x.size:
-            x, p = x[ok], p[ok]
-        mean = float(x.sum(dtype=np.float64)) / n_ok
-        d = x - np.float32(mean)
-        _add_moments(acc, b, n_ok, mean, float(np.dot(d, d)))
-        acc["min"][b] = min(acc["min"][b], float(x.min()))
-        acc["max"][b] = max(acc["max"][b], float(x.max()))
-        acc["below"][b] += int(np.count_nonzero(x < lo))
-        acc["above"][b] += int(np.count_nonzero(x > hi))
-        acc["hist"][b] += np.bincount(p, minlength=HIST_BINS)
-
-
-def _merge(into: dict, acc: dict) -> None:
-    for b in range(3):
-        if acc["n"][b]:
-            _add_moments(into, b, int(acc["n"][b]), float(acc["mean"][b]), float(acc["m2"][b]))
-    for k in ("below", "above", "nan", "hist"):
-        into[k] += acc[k]
-    into["min"] = np.minimum(into["min"], acc["min"])
-    into["max"] = np.maximum(into["max"], acc["max"])
-
-
-def _percentile(hist: np.ndarray, q: float, lo: float, hi: float) -> float:
-    """Percentile from the PNG-level histogram, in reflectance (clipped values read as lo/hi)."""
-    cum = np.cumsum(hist)
-    if cum[-1] == 0:
-        return float("nan")
-    k = int(np.searchsorted(cum, q / 100.0 * cum[-1], side="left"))
-    return float(lo + k / 65535.0 * (hi - lo))
-
-
-def _finish(acc: dict, lo: float, hi: float) -> dict:
-    out = {}
-    for b, name in enumerate(BANDS):
-        n = int(acc["n"][b])
-        if n == 0:
-            out[name] = {
-                "mean": None,
-                "std": None,
-                "min": None,
-                "max": None,
-                "p1": None,
-                "p99": None,
-                "clipped": None,
-                "clipped_low": None,
-                "clipped_high": None,
-                "nodata": int(acc["nan"][b]),
-            }
-            continue
-        out[name] = {
-            "mean": round(float(acc["mean"][b]), 6),
-            "std": round(float(np.sqrt(acc["m2"][b] / n)), 6),
-            "min": round(float(acc["min"][b]), 6),
-            "max": round(float(acc["max"][b]), 6),
-            "p1": round(_percentile(acc["hist"][b], 1, lo, hi), 6),
-            "p99": round(_percentile(acc["hist"][b], 99, lo, hi), 6),
-            "clipped": round(float(acc["below"][b] + acc["above"][b]) / n, 8),
-            "clipped_low": round(float(acc["below"][b]) / n, 8),
-            "clipped_high": round(float(acc["above"][b]) / n, 8),
-            "nodata": int(acc["nan"][b]),
-        }
-    return out
 
 
 # ---------------------------------------------------------------------------------- the worker
@@ -317,7 +110,7 @@ def _process(task: dict) -> tuple[list[dict], dict, list[str]]:
             for side, path in (("LR", lr_path), ("HR", hr_path)):
                 refl = decode_reflectance(read_raster(path), side)
                 png = reflectance_to_png16(refl, lo, hi)
-                _accumulate(accs.setdefault((split, side), _empty_acc()), refl, png, lo, hi)
+                accumulate(accs.setdefault((split, side), empty_acc()), refl, png, lo, hi)
                 sizes[f"{side.lower()}_width"], sizes[f"{side.lower()}_height"] = refl.shape[2], refl.shape[1]
                 if not fresh:
                     level = cfg["compress_level"]
@@ -480,13 +273,13 @@ def run_png(
             results = list(pool.map(_process, tasks))
 
     rows, errors = [], []
-    accs = {(s, side): _empty_acc() for s in SPLITS for side in SIDES}
+    accs = {(s, side): empty_acc() for s in SPLITS for side in SIDES}
     for r, acc, errs in results:
         rows += r
         errors += errs
         for key, a in acc.items():
             s, side = key.split("|")
-            _merge(accs[(s, side)], a)
+            merge_acc(accs[(s, side)], a)
     if errors:
         for e in errors[:20]:
             log.error("png: %s", e)
@@ -524,7 +317,7 @@ def run_png(
     for s in SPLITS:
         stats[s] = {"pairs": int((index["split"] == s).sum())}
         for side in SIDES:
-            stats[s][side] = _finish(accs[(s, side)], lo, hi)
+            stats[s][side] = finish_acc(accs[(s, side)], lo, hi)
     with atomic_path(out_dir / ENCODING_NAME) as tmp:
         tmp.write_text(json.dumps(encoding_doc(params), indent=2) + "\n")
     with atomic_path(out_dir / INDEX_NAME) as tmp:
