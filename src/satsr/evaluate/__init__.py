@@ -1,8 +1,8 @@
 """Evaluation of trained models and model selection: one metric stack for every number.
 
-* metrics.py: per-image metrics on reflectance (PSNR, SSIM, ..., consistency, correctness) and the
-  bicubic / Lanczos baselines; training-time validation (satsr.train.validation), tuning, evaluate
-  and select all score with these functions;
+* metrics/: per-image metrics on reflectance (PSNR, SSIM, ..., consistency, correctness) and the
+  bicubic / Lanczos baselines, one module per concern; training-time validation
+  (satsr.train.validation), tuning, evaluate and select all score with these functions;
 * dataset.py: the pairs of a split (satsr.data.pipeline.load_pairs) and how PNG values decode;
 * predictors.py: SR images from a saved model or from saved predictions;
 * stats.py: summaries over images and paired bootstrap gains;
