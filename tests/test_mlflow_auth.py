@@ -202,9 +202,9 @@ def _artifact_path(server: AuthMlflowServer, run_id: str) -> str:
 def test_credentials_move_out_of_the_uri(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
-    assert tracking._credentials_out_of_uri("http://host:5000") == "http://host:5000"
+    assert tracking.store._credentials_out_of_uri("http://host:5000") == "http://host:5000"
     assert "MLFLOW_TRACKING_USERNAME" not in os.environ
-    clean = tracking._credentials_out_of_uri("https://tr%40iner:p%3Ass@w@mlflow.example:443/prefix")
+    clean = tracking.store._credentials_out_of_uri("https://tr%40iner:p%3Ass@w@mlflow.example:443/prefix")
     assert clean == "https://mlflow.example:443/prefix"
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "tr@iner"
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "p:ss@w"

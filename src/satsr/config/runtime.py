@@ -73,7 +73,7 @@ class CorrectnessParams(Strict):
     """Improvement / omission / hallucination with opensr-test 1.3.3's formulas
     (satsr.evaluate.metrics.correctness). Its distance ('nd'), lambdas (0.05), temperature (0.25),
     histogram matching and "auto" mask are kept; three settings are NOT its defaults, on purpose
-    (metrics.py module doc says why): ``norm: percent`` (its default softmin), no spatial alignment
+    (satsr.evaluate.metrics package doc says why): ``norm: percent`` (its default softmin), no spatial alignment
     (its harm_apply_spatial), and the evaluate border of 3 px (its border_mask 16)."""
 
     #: Match SR's per-band histogram to HR first (opensr-test's spectral harmonisation).
@@ -147,7 +147,7 @@ class SelectParams(Strict):
 
 # ------------------------------------------------------------------------------------- tracking
 class TrackingParams(Strict):
-    """Where MLflow runs and models go (see satsr.tracking for the full rule).
+    """Where MLflow runs and models go (see satsr.tracking.store for the full rule).
 
     ``uri: null`` means the embedded store at the repo root (``sqlite:///<repo>/mlflow.db``, artifacts
     in ``<repo>/mlartifacts``), shared by ``dvc repro`` and queued ``dvc exp run``. The environment
