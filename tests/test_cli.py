@@ -97,7 +97,7 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch, tmp_path):
 
 
 def test_every_error_class_of_satsr_is_a_satsr_error():
-    """No user-facing error class outside the hierarchy (cli.py catches SatsrError, not names). Read from
+    """No user-facing error class outside the hierarchy (satsr.cli catches SatsrError, not names). Read from
     the source (no imports: TensorFlow, MLflow and Earth Engine stay unloaded)."""
     import ast
     from pathlib import Path

@@ -3,9 +3,10 @@
 The modules are derived, not listed: from the stage script (the first ``*.py`` of its ``cmd``) the test
 follows every ``satsr.*`` import recursively, module-level and lazy (inside functions) alike, plus the
 ``"satsr.x:func"`` builder references of the architecture registry and ``f"satsr.pkg.{name}"`` dynamic
-imports (which may load any module of that package). ``satsr.cli`` dispatches every command, so only
-the imports of the stage's own ``cmd_<command>`` (and what it calls in cli.py) count there: the png stage
-does not depend on the trainer. A dep covers a module when it is the file or a folder above it.
+imports (which may load any module of that package). The ``satsr.cli`` package dispatches every command:
+each of its modules is imported (and so a dep of every stage), but of the ``cmd_*`` functions only the
+stage's own ``cmd_<command>`` (and what it calls there) count: the png stage does not depend on the
+trainer. A dep covers a module when it is the file or a folder above it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ SRC = REPO / "src"
 _REF = re.compile(r"^(satsr(?:\.\w+)+):\w+$")
 #: ... and imported (by importlib) where the registry resolves them.
 REGISTRY, REGISTRY_TABLE = "satsr.models.registry", SRC / "satsr" / "config" / "training.py"
+#: The package of the `satsr` command: its ``cmd_*`` functions are followed only for the stage's own command.
+CLI, COMMAND_PREFIX = "satsr.cli", "cmd_"
 
 
 @functools.cache
@@ -137,12 +140,27 @@ def imports_in(path: Path, names: Request = ALL, skip_prefix: str | None = None)
             elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
                 prefix = str(node.values[0].value)  # importlib.import_module(f"satsr.data.sources.{name}")
                 if prefix.startswith("satsr.") and prefix.endswith(".") and module_path(prefix[:-1]):
-                    for p in SRC.joinpath(*prefix[:-1].split(".")).glob("*.py"):
+                    pkg = SRC.joinpath(*prefix[:-1].split("."))
+                    for p in [*pkg.glob("*.py"), *pkg.glob("*/__init__.py")]:  # a module or a package each
                         add(module_name(p), ALL)
     if package and module_name(path) == REGISTRY:
         for module, funcs in _registry_builders().items():
             add(module, frozenset(funcs))
     return found
+
+
+def _in_cli(module: str) -> bool:
+    return module == CLI or module.startswith(f"{CLI}.")
+
+
+def _only_own_command(module: str, taken: Request, command: str) -> frozenset[str]:
+    """The names of a satsr.cli module that stage ``command`` may run: all of them (or those taken) but
+    the other commands' ``cmd_*`` functions, which the parser imports but never calls for this stage."""
+    if taken is ALL:
+        body = _tree(module_path(module)).body
+        taken = frozenset(n.name for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                  ast.ClassDef)))
+    return frozenset(n for n in taken if not n.startswith(COMMAND_PREFIX) or n == f"{COMMAND_PREFIX}{command}")
 
 
 def _command_of(script: Path) -> str | None:
@@ -164,15 +182,15 @@ def stage_modules(script: Path) -> dict[str, str]:
     todo: list[tuple[str, Request, str]] = [(m, t, script.name) for m, t in imports_in(script).items()]
     while todo:
         module, taken, parent = todo.pop()
-        if module == "satsr.cli" and command:
-            taken = frozenset({"main", f"cmd_{command}"})  # only this stage's command (see module doc)
+        if _in_cli(module) and command:
+            taken = _only_own_command(module, taken, command)  # only this stage's command (see module doc)
         old = requested.get(module, frozenset())
         new = ALL if ALL in (old, taken) else old | taken
         if module in requested and new == old:
             continue
         requested[module] = new
         via.setdefault(module, parent)
-        skip = "cmd_" if module == "satsr.cli" else None
+        skip = COMMAND_PREFIX if _in_cli(module) else None
         todo.extend((m, t, module) for m, t in imports_in(module_path(module), new, skip).items())
     return via
 
@@ -243,3 +261,6 @@ def test_the_derivation_sees_lazy_registry_and_dynamic_imports():
     png = stage_modules(REPO / "stages" / "png.py")
     assert {"satsr.data.split", "satsr.data.geotiff", "satsr.data.radiometry", "satsr.data.manifest"} <= set(png)
     assert not any(m.startswith(("satsr.train", "satsr.models", "satsr.tune")) for m in png)
+    # every module of the cli package runs on import, so every stage depends on each of them
+    cli_modules = {module_name(p) for p in SRC.joinpath(*CLI.split(".")).glob("*.py") if p.name != "__main__.py"}
+    assert {CLI, f"{CLI}.parser", f"{CLI}.commands"} <= cli_modules <= set(png)

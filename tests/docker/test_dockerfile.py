@@ -291,7 +291,7 @@ def test_dockerignore_is_an_allowlist():
                  ".satsr/ckpt/x", "src/satsr/__pycache__/cli.cpython-311.pyc", "tests/conftest.py",
                  "docker/.env.example"):
         assert not in_context(path, patterns), f"{path} would be sent to the build"
-    for path in ("src/satsr/cli.py", "requirements.lock", "pyproject.toml", "docker/entrypoint.sh",
+    for path in ("src/satsr/cli/__init__.py", "requirements.lock", "pyproject.toml", "docker/entrypoint.sh",
                  "docker/gpu_check.py", "stages/source.py", "dvc.yaml", "params.yaml", ".dvc/config"):
         assert in_context(path, patterns), f"{path} is needed by the image"
 
