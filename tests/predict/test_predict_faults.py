@@ -309,30 +309,91 @@ def test_stale_temporaries_of_this_output_are_removed_and_live_or_foreign_ones_k
                                                                        ".sr.tif.fedcba98.tmp.tif"]
 
 
-def test_skip_existing_keeps_finished_outputs_and_redoes_damaged_ones(tmp_path, nearest, caplog):
+def test_skip_existing_keeps_finished_outputs_and_redoes_damaged_ones(tmp_path, random_model_path, caplog,
+                                                                       monkeypatch):
     a, b = scene(tmp_path, "a.tif", seed=1), scene(tmp_path, "b.tif", seed=2)
     out = tmp_path / "out"
-    outs = predict([a, b], nearest, f"{out}/", params=Params(), output_format="gtiff")
+    outs = predict([a, b], random_model_path, f"{out}/", params=Params(), output_format="gtiff")
+    with rasterio.open(outs[0]) as sr:
+        recorded = json.loads(sr.tags()["SATSR_REQUEST"])
+        assert sr.tags()["SATSR_MODEL_ID"] == recorded["model"] == f"sha256:{satsr.util.sha256_file(random_model_path)}"
     ref_b = rasterio.open(outs[1]).read()
     stat_a = outs[0].stat()
     cut = outs[1].read_bytes()
     outs[1].write_bytes(cut[: len(cut) // 2])  # damaged (e.g. by a copy that ran out of space)
     with pytest.raises(PredictError, match="output exists"):
-        predict([a, b], nearest, out, params=Params())
+        predict([a, b], random_model_path, out, params=Params())
     with caplog.at_level(logging.INFO, logger="satsr.predict.run"):
-        again = predict([a, b], nearest, out, skip_existing=True, params=Params(), output_format="gtiff")
+        again = predict([a, b], random_model_path, out, skip_existing=True, params=Params(), output_format="gtiff")
     assert again == outs
     assert outs[0].stat().st_mtime_ns == stat_a.st_mtime_ns and outs[0].stat().st_ino == stat_a.st_ino
     with rasterio.open(outs[1]) as sr:
         np.testing.assert_array_equal(sr.read(), ref_b)
     assert "a_SR10m.tif is finished" in caplog.text and "b_SR10m.tif is not a finished output" in caplog.text
-    # Everything finished: the model is not even loaded.
-    assert predict([a, b], str(tmp_path / "absent.keras"), out, skip_existing=True, params=Params()) == outs
+
+    # Everything finished: the model is not even loaded. The same model under another name is the same model.
+    copy = tmp_path / "elsewhere" / "renamed.keras"
+    copy.parent.mkdir()
+    shutil.copy(random_model_path, copy)
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the model was loaded although every output is finished")
+
+    with monkeypatch.context() as m:
+        m.setattr("satsr.predict.run.load_model", no_load)
+        assert predict([a, b], copy, out, skip_existing=True, params=Params(), output_format="gtiff") == outs
+    assert outs[0].stat().st_ino == stat_a.st_ino
+
+
+def test_skip_existing_redoes_outputs_of_another_model_or_other_options(tmp_path, random_model_path,
+                                                                        bicubic_model_path, nearest, caplog):
+    src = scene(tmp_path, "a.tif", seed=1)
+    out = tmp_path / "a_sr.tif"
+    predict(src, random_model_path, out, params=Params(), output_format="gtiff")
+
+    def rerun(model, **kw) -> str:
+        caplog.clear()
+        before = out.stat().st_ino
+        with caplog.at_level(logging.INFO, logger="satsr.predict.run"):
+            predict(src, model, out, skip_existing=True, params=Params(), **{"output_format": "gtiff", **kw})
+        assert out.stat().st_ino != before, "the output was kept"
+        return caplog.text
+
+    # Another model (the untrained one, which gives bicubic): predicted again, and its output is now there.
+    text = rerun(bicubic_model_path)
+    assert "made with another model 'sha256:" in text
+    with rasterio.open(out) as sr:
+        assert sr.tags()["SATSR_MODEL_ID"] == f"sha256:{satsr.util.sha256_file(bicubic_model_path)}"
+    # Other options that change the pixels.
+    assert "made with another output_dtype 'uint16' (now 'float32')" in rerun(bicubic_model_path,
+                                                                              output_dtype="float32")
+    assert "input_scale None (now 2.75e-05)" in rerun(bicubic_model_path, output_dtype="float32",
+                                                                         input_scale=2.75e-5, input_offset=-0.2)
+    # An in-memory model has no identity: nothing can be shown to be its output.
+    assert "has no identity (an in-memory model)" in rerun(nearest)
+    # An output written before satsr recorded requests (no SATSR_REQUEST tag) is not trusted either.
+    with rasterio.open(out) as sr:
+        profile, data, tags = sr.profile, sr.read(), sr.tags()
+    del tags["SATSR_REQUEST"]
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+    assert "does not record the model and options that made it" in rerun(bicubic_model_path)
+    # A damaged record is named.
+    with rasterio.open(out, "r+") as sr:
+        sr.update_tags(SATSR_REQUEST="[1, 2]")
+    assert "SATSR_REQUEST tag is not a JSON object ('[1, 2]')" in rerun(bicubic_model_path)
+
+
+def test_skip_existing_keeps_an_output_only_on_this_scenes_grid(tmp_path, random_model_path, caplog):
+    a = scene(tmp_path, "a.tif", seed=1)
+    out = tmp_path / "a_sr.tif"
+    predict(a, random_model_path, out, params=Params(), output_format="gtiff")
     # An output of another input (another grid) is not "finished" for this one.
     moved = scene(tmp_path, "a.tif", seed=1, origin=(500040.0, 9600000.0))
     assert moved == a
     with caplog.at_level(logging.WARNING, logger="satsr.predict.run"):
-        predict([a], nearest, out, skip_existing=True, params=Params())
+        predict([a], random_model_path, out, skip_existing=True, params=Params(), output_format="gtiff")
     assert "is not the scene's 10 m grid" in caplog.text
 
 

@@ -49,3 +49,42 @@ def test_registry_and_run_uris_load_and_unknown_names_list_the_registered_models
 
     with pytest.raises(PredictError, match=r"models:/satsr-nope@champion.*registered models: satsr-edsr"):
         predict(src, "models:/satsr-nope@champion", tmp_path / "x.tif", params=params)
+
+
+def test_skip_existing_follows_an_alias_to_the_version_it_names_now(store, tmp_path, random_model_path,
+                                                                    bicubic_model_path, monkeypatch, caplog):
+    import logging
+
+    from satsr.models import load
+
+    versions = []
+    for lr, path in ((1e-3, random_model_path), (2e-3, bicubic_model_path)):
+        with tracking.stage_run("finetune", "edsr", {"lr": lr}, None, data_path=None):
+            versions.append(tracking.log_keras_model(load(path), "edsr", np.zeros((8, 8, 3), np.float32)).version)
+    assert versions[0] != versions[1]
+    tracking.set_alias("satsr-edsr", "champion", versions[0])
+    params = Params(tracking=TrackingParams(experiment="predict-test"))
+    src = write_tif(tmp_path / "s.tif", c2_dn(textured(np.random.default_rng(0), 24, 24)), nodata=0)
+    out = tmp_path / "sr.tif"
+    predict(src, "models:/satsr-edsr@champion", out, params=params)
+    with rasterio.open(out) as sr:
+        assert sr.tags()["SATSR_MODEL_ID"] == f"models:/satsr-edsr/{versions[0]}"
+    first = out.stat().st_ino
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the model was loaded although the output is finished")
+
+    # The alias still names that version, and the version named directly is the same model: kept, no load.
+    with monkeypatch.context() as m:
+        m.setattr("satsr.predict.run.load_model", no_load)
+        for ref in ("models:/satsr-edsr@champion", f"models:/satsr-edsr/{versions[0]}"):
+            predict(src, ref, out, params=params, skip_existing=True)
+            assert out.stat().st_ino == first
+    # The alias moved to another version: the output is that of another model now, and is predicted again.
+    tracking.set_alias("satsr-edsr", "champion", versions[1])
+    with caplog.at_level(logging.WARNING, logger="satsr.predict.run"):
+        predict(src, "models:/satsr-edsr@champion", out, params=params, skip_existing=True)
+    assert out.stat().st_ino != first
+    assert f"made with another model 'models:/satsr-edsr/{versions[0]}'" in caplog.text
+    with rasterio.open(out) as sr:
+        assert sr.tags()["SATSR_MODEL_ID"] == f"models:/satsr-edsr/{versions[1]}"

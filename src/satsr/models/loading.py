@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from satsr.models.export import ModelError
-from satsr.util import redact
+from satsr.util import redact, sha256_file
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+#: ``models:/NAME@ALIAS``: a registered model by alias (it moves; ``identity`` resolves it to a version).
+ALIAS_URI = re.compile(r"^models:/([^/@]+)@([^/@]+)$")
 #: URI schemes resolved through the tracking store (anything else, e.g. s3:// or file:, is loaded directly).
 REGISTRY_SCHEMES = ("models:/", "runs:/")
 #: How a model may be named, for error messages.
@@ -147,3 +150,42 @@ def resolve(ref: Any, tracking_params: Any = None) -> ModelRef:
             raise ModelError(f"{path}: folder holds no {MODEL_FILE} (nor an MLflow MLmodel)")
     model = load_file(path)
     return ModelRef(model, str(path), path.parent.name if path.name == MODEL_FILE else path.stem)
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over the relative names and bytes of every file below ``folder`` (an MLflow model folder)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(folder).as_posix()}:{sha256_file(f)};".encode())
+    return h.hexdigest()
+
+
+def identity(ref: Any, tracking_params: Any = None) -> str | None:
+    """What ``ref`` names, found without loading it (``predict --skip-existing`` compares it with the
+    one an existing output records): ``sha256:<hex>`` of a model file's (or model folder's) bytes,
+    ``models:/NAME/VERSION`` for a registered model (an alias resolved to its version now, since aliases
+    move), a ``runs:/`` URI as given. None when it cannot be known: an in-memory object, a missing
+    file, an unreachable store or an unknown alias (then no existing output can be shown to be its)."""
+    if not isinstance(ref, (str, os.PathLike)):
+        return None
+    text = os.fspath(ref)
+    path = Path(text).expanduser()
+    if URI_SCHEME.match(text) and not path.exists():
+        if not text.startswith("models:/"):
+            return text if text.startswith("runs:/") else None
+        if not (m := ALIAS_URI.match(text)):
+            return text
+        from satsr import tracking
+
+        try:
+            _check_store(text, tracking_params)
+            tracking.configure(tracking_params)
+            version = tracking.alias_version(m.group(1), m.group(2))
+        except Exception as err:  # noqa: BLE001 (MLflow raises many types; loading reports them properly)
+            log.info("model %s: alias not resolved (%s); no identity", redact(text), err)
+            return None
+        return f"models:/{m.group(1)}/{version}" if version is not None else None
+    if path.is_dir():
+        return f"sha256:{sha256_file(path / MODEL_FILE)}" if (path / MODEL_FILE).is_file() else (
+            f"sha256:{_folder_digest(path)}" if (path / "MLmodel").is_file() else None)
+    return f"sha256:{sha256_file(path)}" if path.is_file() else None

@@ -70,6 +70,9 @@ class SRModel:
     arch: str | None = None
     keras_model: Any = None
     normalization: str = FROM_MODEL
+    #: What the model is (``satsr.models.loading.identity``: a file's sha256 or a registered version),
+    #: recorded in every output for ``--skip-existing``; None for an in-memory model.
+    identity: str | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def reach(self, tol: float) -> int:
@@ -98,7 +101,7 @@ class SRModel:
 
     def tags(self) -> dict[str, str]:
         tags = {"MODEL_URI": self.uri, "MODEL_NAME": self.name, "MODEL_VERSION": self.version,
-                "MODEL_RUN_ID": self.run_id, "MODEL_ARCH": self.arch,
+                "MODEL_RUN_ID": self.run_id, "MODEL_ARCH": self.arch, "MODEL_ID": self.identity,
                 "MODEL_NORMALIZATION": f"{self.normalization}: reflectance range [{self.lo:g}, {self.hi:g}]"}
         return {f"{TAG}{k}": str(v) for k, v in tags.items() if v is not None}
 
@@ -163,17 +166,21 @@ def _from_ref(ref: ModelRef, params: Params) -> SRModel:
                    normalization=normalization, **info)
 
 
-def load_model(model: Any, params: Params | None = None) -> SRModel:
+def load_model(model: Any, params: Params | None = None, identity: str | None = None) -> SRModel:
     """``model``: an MLflow URI (``models:/satsr-rdn@champion``, ``runs:/<id>/model``), a ``.keras``
     file or a folder holding ``model.keras`` (or an MLflow model folder), a Keras model, or an object
-    with ``predict`` (called on reflectance)."""
+    with ``predict`` (called on reflectance). ``identity``: the caller's ``satsr.models.loading.identity``
+    of ``model`` (found here when not given)."""
     from satsr.models.export import ModelError
+    from satsr.models.loading import identity as identify
 
     params = params or Params()
     if isinstance(model, SRModel):
         return model
     try:
-        return _from_ref(resolve(model, params), params)
+        loaded = _from_ref(resolve(model, params), params)
+        loaded.identity = identity or identify(model, params)
+        return loaded
     except ModelError as err:
         raise PredictError(str(err)) from None
 

@@ -21,7 +21,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from satsr.config import SCALE, Params, PredictParams
 from satsr.data.geotiff import RasterError, checked_write
 from satsr.models.harmonize import Harmonization, HarmonizeError
 from satsr.models.harmonize import resolve as resolve_harmonization
+from satsr.models.loading import identity
 from satsr.predict.encoding import check_scale_offset
 from satsr.predict.errors import PredictError, PredictWarning
 from satsr.predict.inputs import COLOURS, SceneInput, resolve_inputs
@@ -166,13 +167,25 @@ def _pixel_tolerance(p: PredictParams, allow_any_resolution: bool) -> float | No
     return None if allow_any_resolution else p.pixel_size_tolerance
 
 
+def run_request(model_id: str | None, scene_in: SceneInput, p: PredictParams, harmonize: Harmonization | None,
+                detail: float | None, input_scale: float | None, input_offset: float | None) -> dict[str, Any]:
+    """What a run is asked for, beyond its inputs and grid: the model's identity and every option that
+    changes the output's pixels (None: the model's or the file's own). Recorded in the output
+    (``TAG_REQUEST``); ``--skip-existing`` keeps an output only when it matches."""
+    return {"model": model_id, "bands": [b.name for b in scene_in.bands],
+            "harmonize": harmonize.as_dict() if harmonize is not None else None, "detail": detail,
+            "input_scale": input_scale, "input_offset": input_offset, "output_dtype": p.output_dtype,
+            "output_format": p.output_format}
+
+
 def predict_scene(scene_in: SceneInput, model: SRModel, out_path: Path, *, params: Params,
                   input_scale: float | None = None, input_offset: float | None = None, aoi: Any = None,
                   allow_ungeoreferenced: bool = False, compare: bool = False, progress: bool | None = None,
                   harmonize: str | Harmonization | None = None, detail: float | None = None,
-                  allow_any_resolution: bool = False) -> SceneStats:
+                  allow_any_resolution: bool = False, request: Mapping[str, Any] | None = None) -> SceneStats:
     """Predict one scene into ``out_path`` (atomically, checked). ``params.predict`` holds every setting;
-    ``harmonize``/``detail`` override the model's own (see ``satsr.predict.model.settings``)."""
+    ``harmonize``/``detail`` override the model's own (see ``satsr.predict.model.settings``); ``request``
+    (``run_request``) is recorded in the output for ``--skip-existing``."""
     p = params.predict
     spec = OutputSpec(p.output_dtype, model.lo, model.hi)
     scene = open_scene(scene_in, input_scale=input_scale, input_offset=input_offset, aoi=aoi,
@@ -181,7 +194,7 @@ def predict_scene(scene_in: SceneInput, model: SRModel, out_path: Path, *, param
     t0 = time.perf_counter()
     try:
         with settings(model, harmonize, detail) as used:
-            stats = _write_scene(scene, model, used, out_path, spec, params, compare, progress)
+            stats = _write_scene(scene, model, used, out_path, spec, params, compare, progress, request)
     finally:
         scene.close()
     stats.extra["total_seconds"] = time.perf_counter() - t0
@@ -192,7 +205,8 @@ def predict_scene(scene_in: SceneInput, model: SRModel, out_path: Path, *, param
 
 
 def _write_scene(scene: OpenScene, model: SRModel, used: ModelSettings, out_path: Path, spec: OutputSpec,
-                 params: Params, compare: bool, progress: bool | None) -> SceneStats:
+                 params: Params, compare: bool, progress: bool | None,
+                 request: Mapping[str, Any] | None) -> SceneStats:
     """The output of one open scene, written under a temporary name and renamed onto ``out_path``."""
     p, scene_in = params.predict, scene.input
     log.info("%s: %d x %d px (%s), %s -> %s", scene_in.name, scene.width, scene.height,
@@ -200,13 +214,14 @@ def _write_scene(scene: OpenScene, model: SRModel, used: ModelSettings, out_path
     cog = p.output_format == "cog"
     try:
         with checked_write(out_path) as part, locks.flock_file(part):
-            return _write_parts(scene, model, used, out_path, part, spec, params, compare, progress, cog)
+            return _write_parts(scene, model, used, out_path, part, spec, params, compare, progress, cog, request)
     except RasterError as err:
         raise PredictError(str(err)) from None
 
 
 def _write_parts(scene: OpenScene, model: SRModel, used: ModelSettings, out_path: Path, part: Path,
-                 spec: OutputSpec, params: Params, compare: bool, progress: bool | None, cog: bool) -> SceneStats:
+                 spec: OutputSpec, params: Params, compare: bool, progress: bool | None, cog: bool,
+                 request: Mapping[str, Any] | None) -> SceneStats:
     """The output written into the temporary ``part`` (through the tiled ``.tmp.tif`` for a COG)."""
     p, scene_in = params.predict, scene.input
     work = part.with_name(part.name[:-len(PART_SUFFIX)] + WORK_SUFFIX) if cog else part
@@ -218,7 +233,7 @@ def _write_parts(scene: OpenScene, model: SRModel, used: ModelSettings, out_path
                 dst.descriptions = tuple(f"{c} ({b.name})" for c, b in zip(COLOURS, scene_in.bands))
                 dst.scales = [spec.scale] * 3
                 dst.offsets = [spec.offset] * 3
-                dst.update_tags(**output_tags(scene, model, spec, used))
+                dst.update_tags(**output_tags(scene, model, spec, used, request))
                 for i, (c, b) in enumerate(zip(COLOURS, scene_in.bands), start=1):
                     dst.update_tags(i, COLOR=c, SOURCE_BAND=b.name)
                 stats = _run_scene(scene, model, dst, spec, p, progress)
@@ -269,8 +284,9 @@ def predict(inputs: str | Path | Iterable[str | Path], model: Any | None, output
     output_format, output_dtype, tile_size, overlap, batch_size: override ``params.predict``.
     compare: also write ``<output stem>_compare.png`` (bicubic | SR of a central crop).
     overwrite: replace existing outputs (otherwise they are refused before any work).
-    skip_existing: keep an existing output that reads back completely and lies on this scene's grid
-        (a damaged or different one is predicted again); resumes a killed batch.
+    skip_existing: keep an existing output that reads back completely, lies on this scene's grid and was
+        made by the same model (its file's sha256 or registered version) with the same options; a damaged
+        or different one is predicted again. Resumes a killed batch.
     allow_ungeoreferenced: write inputs without CRS/geotransform in pixel coordinates.
     allow_any_resolution: predict inputs whose pixels are not 30 m (params
         ``predict.pixel_size_tolerance``); the model was trained on 30 m input.
@@ -314,30 +330,36 @@ def predict(inputs: str | Path | Iterable[str | Path], model: Any | None, output
                            "--overwrite to replace it, or --skip-existing to keep finished outputs)")
     for out in {o.parent: o for o in outputs}.values():  # one per folder, before the (slow) model load
         _check_writable(out)
-    todo: list[tuple[SceneInput, Path]] = []
+    todo: list[tuple[SceneInput, Path, dict[str, Any]]] = []
     tolerance = _pixel_tolerance(params.predict, allow_any_resolution)
+    # The model's identity without loading it: a batch whose outputs are all finished loads no model.
+    model_id = model.identity if isinstance(model, SRModel) else identity(model, params)
     for s, out in zip(scenes, outputs):  # every input checked before the (slow) model load
         clean_stale(out)
+        request = run_request(model_id, s, params.predict, harmonize, detail, input_scale, input_offset)
         scene = open_scene(s, input_scale=input_scale, input_offset=input_offset, aoi=aoi,
                            allow_ungeoreferenced=allow_ungeoreferenced, pixel_tolerance=tolerance)
         try:
-            problem = existing_output_problem(out, scene) if skip_existing and out.exists() else None
+            problem = existing_output_problem(out, scene, request) if skip_existing and out.exists() else None
         finally:
             scene.close()
         if skip_existing and out.exists():
             if problem is None:
-                log.info("%s: %s is finished (complete, on this scene's grid): skipped", s.name, out)
+                log.info("%s: %s is finished (complete, on this scene's grid, same model and options): skipped",
+                         s.name, out)
                 continue
-            log.warning("%s: existing %s is not a finished output (%s): predicting it again", s.name, out, problem)
-        todo.append((s, out))
+            log.warning("%s: existing %s is not a finished output of this run (%s): predicting it again", s.name,
+                        out, problem)
+        todo.append((s, out, request))
     if not todo:
         return outputs
     configure_threads(params.predict.threads)
-    sr_model = load_model(model, params)
+    sr_model = load_model(model, params, identity=model_id)
     gdal_threads = str(params.predict.threads) if params.predict.threads > 0 else "ALL_CPUS"
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS=gdal_threads):
-        for s, out in todo:
+        for s, out, request in todo:
             predict_scene(s, sr_model, out, params=params, input_scale=input_scale, input_offset=input_offset,
                           aoi=aoi, allow_ungeoreferenced=allow_ungeoreferenced, compare=compare, progress=progress,
-                          harmonize=harmonize, detail=detail, allow_any_resolution=allow_any_resolution)
+                          harmonize=harmonize, detail=detail, allow_any_resolution=allow_any_resolution,
+                          request=request)
     return outputs

@@ -5,8 +5,8 @@ width and height exactly 3x. It is uint16 with the Collection 2 encoding (scale 
 as the bands' own scale/offset, so GDAL and rasterio decode it; fill 0) or float32 reflectance (NaN
 fill), clipped to the model's reflectance range. Every input nodata pixel becomes a 3 x 3 block of
 output nodata (never invented detail). Band descriptions name the colour and the source band; tags
-name the model (name, version, run id, URI, normalization), the harmonization and detail strength
-used, the input files, the encodings and the satsr version.
+name the model (name, version, run id, URI, identity, normalization), the harmonization and detail
+strength used, what the run was asked for, the input files, the encodings and the satsr version.
 
 Rows are written in whole bands of ``blocksize`` rows into a temporary tiled GeoTIFF, which
 ``write_cog`` then copies into a COG (with overviews, none smaller than a block) under the checked
@@ -16,7 +16,8 @@ atomic temporary name (``satsr.data.geotiff.checked_write``). The bands are tagg
 A killed run leaves hidden temporaries beside the output (``.<name>.<hex>.part``, ``.tmp.tif`` and
 GDAL's side files). The writer holds an exclusive ``flock`` on its ``.part`` file while it runs, so the
 next run (``clean_stale``) removes exactly the temporaries of this output that no live run holds.
-``existing_output_problem`` says whether a finished output is valid and complete (``--skip-existing``).
+``existing_output_problem`` says whether a finished output is valid, complete and made by the same
+model and options as this run (``TAG_REQUEST``; ``--skip-existing``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import math
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,8 @@ OUTPUT_SUFFIX = "_SR10m.tif"
 COMPARE_SUFFIX = "_compare.png"
 #: Suffix of the temporary tiled GeoTIFF written before the COG copy (beside the ``.part`` file).
 WORK_SUFFIX = ".tmp.tif"
+#: The tag with what a run was asked for (model identity and every option that changes the pixels).
+TAG_REQUEST = f"{TAG}REQUEST"
 #: What the output bands are, in order (TIFF colour interpretation).
 COLOR_INTERP = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 
@@ -147,8 +151,10 @@ def out_profile(scene: OpenScene, spec: OutputSpec, compress: str, block: int, f
     return profile
 
 
-def output_tags(scene: OpenScene, model: SRModel, spec: OutputSpec, used: ModelSettings) -> dict[str, str]:
-    """The output's dataset tags: provenance of every number in it."""
+def output_tags(scene: OpenScene, model: SRModel, spec: OutputSpec, used: ModelSettings,
+                request: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The output's dataset tags: provenance of every number in it; ``request`` (``TAG_REQUEST``) is what
+    the run was asked for, which ``--skip-existing`` compares."""
     enc = scene.encoding
     tags = {
         TAG_ENCODING: spec.encoding_name,
@@ -164,6 +170,8 @@ def output_tags(scene: OpenScene, model: SRModel, spec: OutputSpec, used: ModelS
         **model.tags(),
         **used.tags(),
     }
+    if request is not None:
+        tags[TAG_REQUEST] = json.dumps(request, sort_keys=True)
     if scene.input.sensor:
         tags[f"{TAG}SENSOR"] = scene.input.sensor
     first = scene.datasets[scene.input.bands[0].path]
@@ -292,9 +300,10 @@ def clean_stale(dest: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------- finished outputs
-def existing_output_problem(path: Path, scene: OpenScene) -> str | None:
-    """None when ``path`` is a finished output of ``scene``: it reads back completely (every block) and
-    lies on the scene's 10 m grid; else what is wrong with it."""
+def existing_output_problem(path: Path, scene: OpenScene, request: Mapping[str, Any]) -> str | None:
+    """None when ``path`` is a finished output of ``scene`` for ``request``: made from the same inputs by
+    the same model (``request["model"]``, an identity) with the same options, on the scene's 10 m grid,
+    and it reads back completely (every block); else what is wrong with it."""
     want = (scene.width * SCALE, scene.height * SCALE)
     try:
         with warnings.catch_warnings():
@@ -311,8 +320,29 @@ def existing_output_problem(path: Path, scene: OpenScene) -> str | None:
                 f"{tuple(scene.out_transform)[:6]}")
     if tags.get(f"{TAG}INPUTS") != json.dumps([str(f) for f in scene.input.files]):
         return f"made from other inputs ({tags.get(f'{TAG}INPUTS', 'no satsr tags')})"
+    if (problem := _request_problem(tags.get(TAG_REQUEST), request)) is not None:
+        return problem
     try:
         verify_raster(path, full=True)
     except RasterError as err:
         return str(err).split(": ", 1)[-1]
     return None
+
+
+def _request_problem(recorded: str | None, request: Mapping[str, Any]) -> str | None:
+    """What differs between the request an output records and this run's (None: nothing)."""
+    if request.get("model") is None:
+        return ("this run's model has no identity (an in-memory model), so no existing output can be shown to "
+                "be its")
+    if recorded is None:
+        return "it does not record the model and options that made it (written before satsr recorded them)"
+    try:
+        then = json.loads(recorded)
+    except ValueError:
+        then = None
+    if not isinstance(then, dict):
+        return f"its {TAG_REQUEST} tag is not a JSON object ({recorded[:80]!r})"
+    now = json.loads(json.dumps(request, sort_keys=True))  # the same JSON types as the recorded one
+    differs = [f"{k} {then.get(k)!r} (now {now.get(k)!r})" for k in sorted(set(now) | set(then))
+               if then.get(k) != now.get(k)]
+    return f"made with another {'; '.join(differs)}" if differs else None
