@@ -136,7 +136,7 @@ class Noisy:  # nearest x3 plus a fixed pattern: an output that does not compres
         return up + self.pattern[np.arange(h)[:, None] % 509, np.arange(w)[None] % 509]
 
 model = load_model(Noisy())
-run.load_model = lambda ref, params=None: model
+run.load_model = lambda ref, params=None, identity=None: model
 sys.exit(main(["predict", *sys.argv[1:], "--model", "nearest.keras", "--tile-size", "128", "--overlap", "16"]))
 """
 
@@ -261,7 +261,7 @@ def test_output_name_for_one_scene_must_be_a_tiff_and_folders_are_explicit(tmp_p
 def test_cli_trailing_slash_means_a_new_folder(tmp_path, monkeypatch, nearest, capsys):
     import satsr.predict.run as run
 
-    monkeypatch.setattr(run, "load_model", lambda ref, params=None: nearest)
+    monkeypatch.setattr(run, "load_model", lambda ref, params=None, identity=None: nearest)
     src = scene(tmp_path)
     assert main(["predict", str(src), "-o", f"{tmp_path / 'new'}/", "--model", "x.keras"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "new" / "s_SR10m.tif")
